@@ -1,0 +1,77 @@
+"""The Stores API: ``create_app`` builds the Flask application in small named steps."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+from collections.abc import Mapping
+
+from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from app import errors, security
+from app.api import register_blueprints
+from app.config import Settings
+from app.extensions import api, db, limiter, migrate, redis_client
+from app.negotiation import OrjsonProvider
+from workers import celery_init_app
+
+
+def create_app(config: Mapping[str, str] | None = None) -> Flask:
+    """Build the app from the environment; ``config`` overrides environment variables."""
+    settings = Settings.from_env({**os.environ, **(config or {})})
+    app = Flask(__name__, instance_relative_config=True)
+    app.json = OrjsonProvider(app)
+    app.config.update(settings.flask_config())
+    _configure_logging(settings.log_level)
+    _trust_proxies(app, settings.trusted_proxy_hops)
+    _init_extensions(app)
+    register_blueprints(app)
+    errors.init_app(app)
+    celery_init_app(app)
+    return app
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s", force=False
+    )
+
+
+def _trust_proxies(app: Flask, hops: int) -> None:
+    # With 0 hops a client's own X-Forwarded-For changes nothing, rate limits included.
+    if hops > 0:
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops
+        )
+
+
+def _init_extensions(app: Flask) -> None:
+    os.makedirs(app.instance_path, exist_ok=True)
+    db.init_app(app)
+    migrate.init_app(app, db, directory=os.path.join(os.path.dirname(__file__), "..", "migrations"))
+    redis_client.init_app(app)
+    # The limiter shares the process's one Redis connection pool.
+    app.config["RATELIMIT_STORAGE_OPTIONS"] = {
+        "connection_pool": redis_client.client.connection_pool
+    }
+    limiter.init_app(app)
+    security.init_app(app)
+    api.init_app(app)
+    api.spec.components.security_scheme(
+        "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    )
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
+    """SQLite: enforce foreign keys, and let the web and worker processes share the file."""
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()

@@ -1,0 +1,15 @@
+"""One blueprint module per resource."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from app.api import auth, docs, health, items, stores, users
+from app.extensions import api
+
+
+def register_blueprints(app: Flask) -> None:
+    for module in (auth, users, stores, items):
+        api.register_blueprint(module.blp)
+    app.register_blueprint(health.blp)
+    app.register_blueprint(docs.blp)

@@ -1,0 +1,66 @@
+"""Unbound extension singletons; ``create_app`` binds them to an application."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from flask import Flask
+from flask_jwt_extended import JWTManager
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_migrate import Migrate
+from flask_smorest import Api
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import MetaData
+from sqlalchemy.orm import DeclarativeBase
+
+from app.config import redis_connection_options
+
+
+class Base(DeclarativeBase):
+    # Named constraints, so Alembic can alter them (SQLite batch mode needs names).
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(column_0_label)s",
+            "uq": "uq_%(table_name)s_%(column_0_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+class RedisClient:
+    """One Redis connection pool per process, shared by every part that talks to Redis."""
+
+    def __init__(self) -> None:
+        self._client: redis.Redis | None = None
+
+    def init_app(self, app: Flask) -> None:
+        settings = app.config["SETTINGS"]
+        options: dict[str, Any] = redis_connection_options(settings.redis_url, settings)
+        self._client = redis.Redis.from_url(settings.redis_url, **options)
+        app.extensions["redis"] = self
+
+    @property
+    def client(self) -> redis.Redis:
+        if self._client is None:
+            raise RuntimeError("RedisClient used before init_app")
+        return self._client
+
+
+class ProblemApi(Api):
+    """flask-smorest's Api, documenting RFC 9457 problems as the error body."""
+
+    def _register_error_handlers(self) -> None:
+        # app.errors registers the one error layer; flask-smorest's JSON handler is not used.
+        return None
+
+
+db = SQLAlchemy(model_class=Base)
+migrate = Migrate()
+jwt = JWTManager()
+limiter = Limiter(key_func=get_remote_address)
+api = ProblemApi()
+redis_client = RedisClient()

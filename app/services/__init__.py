@@ -1,0 +1,1 @@
+"""Plain functions that do the work, shared by views and tasks."""
