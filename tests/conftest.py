@@ -16,9 +16,19 @@ from sqlalchemy import text
 from app import create_app
 from app.config import normalize_database_url
 from app.extensions import db
-from tests.services import RedisServer
+from tests.services import (
+    Process,
+    RedisServer,
+    start_web,
+    start_worker,
+    wait_until,
+)
+from tests.services import (
+    service_env as service_env_for,
+)
 
 _names = count(1)
+TEST_SECRET = "test-secret-key-that-is-long-enough-for-hs256"
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +54,7 @@ def app(redis_server: RedisServer, database_url: str) -> Iterator[Flask]:
             "DATABASE_URL": database_url,
             "REDIS_URL": redis_server.url,
             "RATELIMIT_ENABLED": "false",
-            "SECRET_KEY": "test-secret-key-that-is-long-enough-for-hs256",
+            "SECRET_KEY": TEST_SECRET,
         }
     )
     app.config["TESTING"] = True
@@ -130,3 +140,56 @@ def store(client: FlaskClient, alice: Account) -> dict:
     )
     assert response.status_code == 201, response.json
     return response.json
+
+
+@pytest.fixture
+def service_env(database_url: str, redis_server: RedisServer, app: Flask) -> dict[str, str]:
+    """Environment for a child process (gunicorn, celery) sharing this test's DB and Redis.
+
+    Depends on ``app`` so the schema exists before any child starts.
+    """
+    return service_env_for(database_url, redis_server.url, SECRET_KEY=TEST_SECRET)
+
+
+@pytest.fixture
+def live_server(service_env: dict[str, str], tmp_path) -> Iterator:
+    """Factory: ``live_server(workers=2, **env)`` starts gunicorn as the Procfile does."""
+    started: list[Process] = []
+
+    def start(*, workers: int = 1, **extra: str) -> str:
+        proc, base = start_web(
+            {**service_env, **extra}, tmp_path / f"web{len(started)}.log", workers=workers
+        )
+        started.append(proc)
+        return base
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+@pytest.fixture
+def celery_worker(service_env: dict[str, str], app: Flask, tmp_path) -> Iterator:
+    """Factory: ``celery_worker(concurrency=1, **env)`` starts a real worker and waits for it."""
+    started: list[Process] = []
+    celery = app.extensions["celery"]
+
+    def start(*, concurrency: int = 1, **extra: str) -> Process:
+        proc = start_worker(
+            {**service_env, **extra},
+            tmp_path / f"worker{len(started)}.log",
+            concurrency=concurrency,
+        )
+        started.append(proc)
+
+        def answers() -> bool:
+            if proc.proc and proc.proc.poll() is not None:
+                raise RuntimeError(f"celery worker exited:\n{proc.output()[-3000:]}")
+            return bool(celery.control.ping(timeout=0.5))
+
+        wait_until(answers, timeout=60, what="celery worker")
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()
