@@ -33,7 +33,8 @@ def on_store_write(hook: Callable[[int], None]) -> None:
     _after_store_write.append(hook)
 
 
-def _committed(store_id: int) -> None:
+def store_changed(store_id: int) -> None:
+    """Announce a committed change to a store or its items (bulk imports call this too)."""
     for hook in _after_store_write:
         hook(store_id)
 
@@ -80,7 +81,7 @@ def create_store(*, owner: User, name: str) -> Store:
     db.session.add(store)
     _commit_or_conflict(f"A store named {name!r} already exists.")
     db.session.refresh(store)
-    _committed(store.id)
+    store_changed(store.id)
     return store
 
 
@@ -93,7 +94,7 @@ def update_store(store: Store, *, user: User, changes: dict[str, Any]) -> Store:
         store.name = name
     _commit_or_conflict(f"A store named {name!r} already exists.")
     db.session.refresh(store)
-    _committed(store.id)
+    store_changed(store.id)
     return store
 
 
@@ -105,7 +106,7 @@ def delete_store(store: Store, *, user: User) -> None:
     db.session.execute(delete(Item).where(Item.store_id == store_id))
     db.session.delete(store)
     db.session.commit()
-    _committed(store_id)
+    store_changed(store_id)
 
 
 def list_stores(*, q: str | None, limit: int, cursor: str | None) -> Page:
@@ -142,7 +143,7 @@ def create_item(store: Store, *, user: User, fields: dict[str, Any]) -> Item:
     db.session.add(item)
     _commit_or_conflict(message)
     db.session.refresh(item)
-    _committed(store.id)
+    store_changed(store.id)
     return item
 
 
@@ -159,7 +160,7 @@ def update_item(item: Item, *, user: User, changes: dict[str, Any]) -> Item:
             setattr(item, key, changes[key])
     _commit_or_conflict(message)
     db.session.refresh(item)
-    _committed(store.id)
+    store_changed(store.id)
     return item
 
 
@@ -168,7 +169,7 @@ def delete_item(item: Item, *, user: User) -> None:
     require_owner(store, user)
     db.session.delete(item)
     db.session.commit()
-    _committed(store.id)
+    store_changed(store.id)
 
 
 def _item_query(
