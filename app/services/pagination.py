@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from sqlalchemy import Numeric, Select, tuple_
+from sqlalchemy import Integer, Numeric, Select, String, tuple_
 from sqlalchemy.orm import InstrumentedAttribute
 
 from app.extensions import db
@@ -53,18 +53,34 @@ def _bad_cursor() -> Invalid:
     )
 
 
+def _cursor_value(column: InstrumentedAttribute, value: Any) -> Any:
+    """A cursor value checked against its column's type.
+
+    A cursor is client input: a value of the wrong type would compare oddly on SQLite
+    (silently empty pages) and raise on PostgreSQL (a 500), so it is a 422 instead.
+    """
+    kind = column.type
+    if isinstance(kind, Numeric) and isinstance(value, str):
+        try:
+            number = Decimal(value)
+        except ArithmeticError as exc:
+            raise _bad_cursor() from exc
+        # bounded, so PostgreSQL never sees a number its NUMERIC cannot hold
+        if number.is_finite() and number.adjusted() < 20:
+            return number
+    is_int = isinstance(kind, Integer) and type(value) is int and -(2**63) <= value < 2**63
+    if is_int or (isinstance(kind, String) and isinstance(value, str)):
+        return value
+    raise _bad_cursor()
+
+
 def paginate(query: Select, key: SortKey, *, limit: int, cursor: str | None) -> Page:
     """Run ``query`` ordered by ``key``, returning up to ``limit`` rows after ``cursor``."""
     cols = key.columns
     if cursor:
-        values = decode_cursor(cursor, len(cols))
-        try:
-            values = [
-                Decimal(v) if isinstance(c.type, Numeric) else v
-                for c, v in zip(cols, values, strict=True)
-            ]
-        except (ArithmeticError, ValueError, TypeError) as exc:
-            raise _bad_cursor() from exc
+        values = [
+            _cursor_value(c, v) for c, v in zip(cols, decode_cursor(cursor, len(cols)), strict=True)
+        ]
         row_cols, row_vals = tuple_(*cols), tuple_(*values)
         query = query.where(row_cols < row_vals if key.descending else row_cols > row_vals)
     order = [c.desc() if key.descending else c.asc() for c in cols]

@@ -1,0 +1,267 @@
+"""Accounts and tokens end to end: register, login, refresh, logout, me, bad tokens."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from datetime import timedelta
+
+import jwt as pyjwt
+import pytest
+import requests
+from flask_jwt_extended import create_access_token
+
+from tests.conftest import TEST_SECRET, Account, unique_name
+from tests.problems import assert_invalid, assert_problem, assert_unauthorized
+
+PASSWORD = "correct horse battery"
+
+
+def _register(client, username, password=PASSWORD, **extra):
+    return client.post(
+        "/v1/auth/register", json={"username": username, "password": password, **extra}
+    )
+
+
+def _login(client, username, password=PASSWORD):
+    return client.post("/v1/auth/login", json={"username": username, "password": password})
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+# --- register ---------------------------------------------------------------------------
+
+
+def test_register_creates_an_account_and_never_echoes_the_password(client):
+    name = unique_name("new.user-")
+    response = _register(client, name)
+    assert response.status_code == 201
+    assert response.json == {"id": response.json["id"], "username": name}
+    assert isinstance(response.json["id"], int)
+
+
+def test_register_taken_username_is_409(client):
+    name = unique_name()
+    assert _register(client, name).status_code == 201
+    assert_problem(_register(client, name, "another password"), 409)
+
+
+@pytest.mark.parametrize(
+    "username",
+    ["ab", "x" * 41, "has space", "semi;colon", "ünïcode", "", "slash/name"],
+)
+def test_register_rejects_bad_usernames(client, username):
+    assert_invalid(_register(client, username), "username")
+
+
+def test_register_accepts_the_username_bounds_and_charset(client):
+    for name in ("abc", "A" * 40, "a_b.c-D9"):
+        assert _register(client, name, "12345678").status_code == 201, name
+
+
+def test_register_rejects_short_passwords(client):
+    assert_invalid(_register(client, unique_name(), "1234567"), "password")
+
+
+@pytest.mark.parametrize(
+    ("body", "fields"),
+    [
+        ({}, {"username", "password"}),
+        ({"username": "someone"}, {"password"}),
+        ({"password": PASSWORD}, {"username"}),
+        ({"username": "someone", "password": PASSWORD, "admin": True}, {"admin"}),
+        ({"username": 123, "password": PASSWORD}, {"username"}),
+    ],
+)
+def test_register_names_missing_and_unknown_fields(client, body, fields):
+    assert_invalid(client.post("/v1/auth/register", json=body), *fields)
+
+
+def test_register_with_an_empty_body_names_the_missing_fields(client):
+    response = client.post("/v1/auth/register", data=b"", content_type="application/json")
+    assert_invalid(response, "username", "password")
+
+
+def test_register_and_login_accept_form_bodies(client):
+    name = unique_name()
+    form = {"username": name, "password": PASSWORD}
+    assert client.post("/v1/auth/register", data=form).status_code == 201
+    response = client.post("/v1/auth/login", data=form, content_type="multipart/form-data")
+    assert response.status_code == 200, response.json
+
+
+# --- login ------------------------------------------------------------------------------
+
+
+def test_login_gives_a_token_pair(client, app):
+    account = Account(client)
+    response = _login(client, account.username)
+    assert response.status_code == 200
+    body = response.json
+    assert set(body) == {"access_token", "refresh_token", "token_type", "expires_in"}
+    assert body["token_type"] == "Bearer"
+    assert body["expires_in"] == app.config["SETTINGS"].access_token_minutes * 60
+    me = client.get("/v1/auth/me", headers=_bearer(body["access_token"]))
+    assert me.json == {"id": account.id, "username": account.username}
+
+
+def test_wrong_password_and_unknown_user_get_the_same_401(client):
+    account = Account(client)
+    wrong = _login(client, account.username, "not the password")
+    unknown = _login(client, unique_name("ghost"), "not the password")
+    bodies = []
+    for response in (wrong, unknown):
+        body = assert_problem(response, 401)
+        bodies.append({k: v for k, v in body.items() if k not in ("request_id", "instance")})
+        assert "access_token" not in body
+    assert bodies[0] == bodies[1]
+    assert wrong.headers.get("WWW-Authenticate") == unknown.headers.get("WWW-Authenticate")
+
+
+def test_login_validates_its_body(client):
+    assert_invalid(client.post("/v1/auth/login", json={"username": "x"}), "password")
+
+
+# --- tokens -----------------------------------------------------------------------------
+
+
+def test_refresh_gives_a_new_working_access_token(client, alice):
+    response = client.post("/v1/auth/refresh", headers=_bearer(alice.refresh_token))
+    assert response.status_code == 200, response.json
+    assert response.json["token_type"] == "Bearer"
+    new = response.json["access_token"]
+    assert client.get("/v1/auth/me", headers=_bearer(new)).json["username"] == alice.username
+
+
+def test_access_token_is_refused_as_refresh_token(client, alice):
+    assert_unauthorized(client.post("/v1/auth/refresh", headers=alice.headers))
+
+
+def test_refresh_token_is_refused_as_access_token(client, alice):
+    assert_unauthorized(client.get("/v1/auth/me", headers=_bearer(alice.refresh_token)))
+    response = client.post(
+        "/v1/stores", json={"name": unique_name("S")}, headers=_bearer(alice.refresh_token)
+    )
+    assert_unauthorized(response)
+
+
+def test_logout_revokes_the_access_and_the_refresh_token(client, alice):
+    other_session = _login(client, alice.username).json
+    assert client.post("/v1/auth/logout", headers=alice.headers).status_code == 204
+    assert_unauthorized(client.get("/v1/auth/me", headers=alice.headers))
+    assert_unauthorized(client.post("/v1/auth/refresh", headers=_bearer(alice.refresh_token)))
+    assert_unauthorized(client.post("/v1/auth/logout", headers=alice.headers))
+    # Only that session: another login of the same user still works.
+    assert (
+        client.get("/v1/auth/me", headers=_bearer(other_session["access_token"])).status_code == 200
+    )
+
+
+def test_logout_then_a_refreshed_token_is_refused_too(client, alice):
+    fresh = client.post("/v1/auth/refresh", headers=_bearer(alice.refresh_token)).json
+    assert client.post("/v1/auth/logout", headers=alice.headers).status_code == 204
+    assert_unauthorized(client.get("/v1/auth/me", headers=_bearer(fresh["access_token"])))
+
+
+def test_logout_is_honoured_by_every_process(live_server):
+    base = live_server(workers=2)
+    name = unique_name()
+    with requests.Session() as http:
+        creds = {"username": name, "password": PASSWORD}
+        assert http.post(base + "/v1/auth/register", json=creds, timeout=10).status_code == 201
+        tokens = http.post(base + "/v1/auth/login", json=creds, timeout=10).json()
+    access, refresh = _bearer(tokens["access_token"]), _bearer(tokens["refresh_token"])
+    logout = requests.post(base + "/v1/auth/logout", headers=access, timeout=10)
+    assert logout.status_code == 204
+    # A new connection each time, so both gunicorn workers answer some of these.
+    for _ in range(30):
+        assert_unauthorized(requests.get(base + "/v1/auth/me", headers=access, timeout=10))
+        again = requests.post(base + "/v1/auth/refresh", headers=refresh, timeout=10)
+        assert_unauthorized(again)
+
+
+def test_expired_token_is_401(client, app, alice):
+    with app.app_context():
+        token = create_access_token(
+            identity=str(alice.id),
+            additional_claims={"sid": "a" * 32},
+            expires_delta=timedelta(seconds=-5),
+        )
+    body = assert_unauthorized(client.get("/v1/auth/me", headers=_bearer(token)))
+    assert "expired" in body["detail"]
+
+
+def _b64(data: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+
+def test_alg_none_token_is_401(client, alice):
+    now = int(time.time())
+    claims = {
+        "sub": str(alice.id),
+        "sid": "b" * 32,
+        "type": "access",
+        "fresh": False,
+        "iat": now,
+        "nbf": now,
+        "jti": "j",
+        "exp": now + 600,
+    }
+    token = f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(claims)}."
+    assert_unauthorized(client.get("/v1/auth/me", headers=_bearer(token)))
+    assert_unauthorized(client.post("/v1/stores", json={"name": "x"}, headers=_bearer(token)))
+
+
+def test_token_signed_with_another_key_or_algorithm_is_401(client, alice):
+    now = int(time.time())
+    claims = {"sub": str(alice.id), "sid": "c" * 32, "type": "access", "fresh": False}
+    claims |= {"iat": now, "nbf": now, "jti": "j", "exp": now + 600}
+    forged = pyjwt.encode(claims, "another-secret-key-of-sufficient-length!", algorithm="HS256")
+    assert_unauthorized(client.get("/v1/auth/me", headers=_bearer(forged)))
+    # The right key but an algorithm the server does not accept (pinned to HS256).
+    other_alg = pyjwt.encode(claims, TEST_SECRET * 2, algorithm="HS512")
+    assert_unauthorized(client.get("/v1/auth/me", headers=_bearer(other_alg)))
+    # Sanity check: the same claims signed properly are accepted.
+    good = pyjwt.encode(claims, TEST_SECRET, algorithm="HS256")
+    assert client.get("/v1/auth/me", headers=_bearer(good)).status_code == 200
+
+
+def test_token_without_session_id_is_refused(client, alice):
+    now = int(time.time())
+    claims = {"sub": str(alice.id), "type": "access", "fresh": False}
+    claims |= {"iat": now, "nbf": now, "jti": "j", "exp": now + 600}
+    token = pyjwt.encode(claims, TEST_SECRET, algorithm="HS256")
+    assert_unauthorized(client.get("/v1/auth/me", headers=_bearer(token)))
+
+
+def test_token_naming_no_existing_user_is_refused(client, app):
+    with app.app_context():
+        token = create_access_token(identity="999999", additional_claims={"sid": "d" * 32})
+    assert_unauthorized(client.get("/v1/auth/me", headers=_bearer(token)))
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "",
+        "Bearer",
+        "Bearer ",
+        "Token abc",
+        "Basic dXNlcjpwYXNz",
+        "Bearer not-a-jwt",
+        "Bearer a.b.c",
+        "Bearer a.b.c extra",
+    ],
+)
+def test_missing_or_malformed_authorization_is_401_with_challenge(client, header):
+    headers = {} if header is None else {"Authorization": header}
+    assert_unauthorized(client.get("/v1/auth/me", headers=headers))
+    assert_unauthorized(client.post("/v1/auth/logout", headers=headers))
+
+
+def test_me_needs_a_token(client):
+    assert_unauthorized(client.get("/v1/auth/me"))
