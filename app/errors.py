@@ -12,15 +12,15 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 from flask_limiter.errors import RateLimitExceeded
-from werkzeug.exceptions import HTTPException, InternalServerError, NotAcceptable
+from werkzeug.exceptions import HTTPException, InternalServerError
 
 from app import negotiation
 from app.extensions import limiter
 from app.services.errors import ServiceError
 
 log = logging.getLogger(__name__)
-PROBLEM_FORMATS = ("json",)
-PROBLEM_MEDIA_TYPES = {"json": "application/problem+json"}
+PROBLEM_FORMATS = ("json", "xml")
+PROBLEM_MEDIA_TYPES = {"json": "application/problem+json", "xml": "application/problem+xml"}
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 
 
@@ -40,9 +40,10 @@ def flatten_messages(messages: Any, prefix: str = "") -> list[dict[str, str]]:
         out: list[dict[str, str]] = []
         for key, value in messages.items():
             # webargs puts a location ("json", "query") at the top: not part of the name
+            # marshmallow's "_schema" is the body as a whole (e.g. an array, not an object)
             name = (
                 prefix
-                if key in ("json", "query", "form", "view_args") and not prefix
+                if key in ("json", "query", "form", "view_args", "_schema") and not prefix
                 else (f"{prefix}.{key}" if prefix else str(key))
             )
             out.extend(flatten_messages(value, name))
@@ -74,16 +75,20 @@ def problem(
     }
     if errors is not None:
         body["errors"] = errors
-    try:
-        fmt = negotiation.negotiate(PROBLEM_FORMATS)
-    except NotAcceptable:
-        fmt = "json"
+    # A 406 is always JSON (the contract): the client accepts nothing else we have.
+    fmt = "json" if status == 406 else negotiation.negotiate_problem()
     response = negotiation.render(body, status, headers, resource="problem", fmt=fmt)
     response.mimetype = PROBLEM_MEDIA_TYPES[fmt]
     return response
 
 
+# RFC 9110's names; Python before 3.13 still has the older ones for these.
+_PHRASES = {413: "Content Too Large", 422: "Unprocessable Content"}
+
+
 def _phrase(status: int) -> str:
+    if status in _PHRASES:
+        return _PHRASES[status]
     try:
         return HTTPStatus(status).phrase
     except ValueError:
