@@ -185,4 +185,4 @@ def test_unexpected_error_is_500_with_request_id_and_no_internals(failing_client
     for leak in ("Traceback", "KeyError", "hunter2", "internals", 'File "'):
         assert leak not in text
     generated = failing_client.get("/boom")
-    assert_problem(generated, 500)["request_id"] == generated.headers["X-Request-ID"]
+    assert assert_problem(generated, 500)["request_id"] == generated.headers["X-Request-ID"]
