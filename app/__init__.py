@@ -17,6 +17,7 @@ from app.api import register_blueprints
 from app.config import Settings
 from app.extensions import api, db, limiter, migrate, redis_client
 from app.negotiation import OrjsonProvider
+from app.representations.openapi import MediaTypesPlugin
 from workers import celery_init_app
 
 
@@ -60,7 +61,8 @@ def _init_extensions(app: Flask) -> None:
     }
     limiter.init_app(app)
     security.init_app(app)
-    api.init_app(app)
+    # The spec lists every media type negotiation serves, not only JSON.
+    api.init_app(app, spec_kwargs={"extra_plugins": [MediaTypesPlugin()]})
     api.spec.components.security_scheme(
         "bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from app.api import auth, docs, health, items, stores, users
+from app.api import auth, docs, health, items, pages, stores, users
 from app.extensions import api
 
 
@@ -13,3 +13,4 @@ def register_blueprints(app: Flask) -> None:
         api.register_blueprint(module.blp)
     app.register_blueprint(health.blp)
     app.register_blueprint(docs.blp)
+    app.register_blueprint(pages.blp)

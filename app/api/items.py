@@ -20,27 +20,33 @@ from app.services import catalog
 
 blp = Blueprint("items", __name__, url_prefix="/v1", description="Items of a store")
 item_schema = ItemSchema()
+ITEM_CSV_COLUMNS = tuple(ItemSchema().fields)
 
 
 def render_item(item, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return negotiation.render(item_schema.dump(item), status, headers, resource="item")
 
 
+def items_csv(store, *, sort: str, filters: dict) -> Response:
+    """Every matching item as CSV, streamed in keyset batches (memory stays flat)."""
+    rows = (item_schema.dump(i) for i in catalog.iter_items(store, sort=sort, **filters))
+    filename = f"store-{store.id}-items.csv"
+    return negotiation.csv_response(ITEM_CSV_COLUMNS, rows, filename=filename)
+
+
 @blp.route("/stores/<int:store_id>/items")
 class StoreItems(MethodView):
     @blp.arguments(ItemListArgsSchema, location="query")
     @blp.response(200, ItemListSchema)
+    @blp.doc(**negotiation.CSV_DOC)
     def get(self, args: dict, store_id: int) -> Response:
-        """List a store's items"""
+        """List a store's items (also as CSV: every matching item, no pagination)"""
         store = catalog.get_store(store_id)
+        filters = {k: args.get(k) for k in ("q", "min_price", "max_price")}
+        if negotiation.negotiate(negotiation.LIST_FORMATS) == "csv":
+            return items_csv(store, sort=args["sort"], filters=filters)
         page = catalog.list_items(
-            store,
-            q=args.get("q"),
-            min_price=args.get("min_price"),
-            max_price=args.get("max_price"),
-            sort=args["sort"],
-            limit=args["limit"],
-            cursor=args.get("cursor"),
+            store, **filters, sort=args["sort"], limit=args["limit"], cursor=args.get("cursor")
         )
         return list_response("items", item_schema.dump(page.rows, many=True), page)
 
