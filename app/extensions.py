@@ -16,6 +16,7 @@ from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
 from app.config import redis_connection_options
+from app.schemas import ProblemSchema
 
 
 class Base(DeclarativeBase):
@@ -52,6 +53,8 @@ class RedisClient:
 
 class ProblemApi(Api):
     """flask-smorest's Api, documenting RFC 9457 problems as the error body."""
+
+    ERROR_SCHEMA = ProblemSchema  # the default error responses in /openapi.json
 
     def _register_error_handlers(self) -> None:
         # app.errors registers the one error layer; flask-smorest's JSON handler is not used.

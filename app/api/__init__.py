@@ -9,8 +9,7 @@ from app.extensions import api
 
 
 def register_blueprints(app: Flask) -> None:
-    for module in (auth, users, stores, items):
+    for module in (auth, users, stores, items, health):
         api.register_blueprint(module.blp)
-    app.register_blueprint(health.blp)
     app.register_blueprint(docs.blp)
     app.register_blueprint(pages.blp)

@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app
+from flask import Response, current_app
 
 from app import negotiation
+from app.api.common import Blueprint
 from app.extensions import limiter
+from app.schemas import HealthSchema, ReadinessSchema
 from app.services import health
 
-blp = Blueprint("health", __name__)
+# A flask-smorest blueprint, so the probes are in /openapi.json like every other endpoint.
+blp = Blueprint("health", __name__, description="Liveness and readiness probes")
 
 
-@blp.get("/healthz")
+@blp.route("/healthz", methods=["GET"])
 @limiter.exempt
+@blp.response(200, HealthSchema)
 def healthz() -> Response:
     """The process is up."""
     return negotiation.render({"status": "ok"}, resource="health")
 
 
-@blp.get("/readyz")
+@blp.route("/readyz", methods=["GET"])
 @limiter.exempt
+@blp.response(200, ReadinessSchema)
+@blp.alt_response(503, schema=ReadinessSchema, description="A dependency is down; named in checks")
 def readyz() -> Response:
     """Database, Redis and the Celery broker all answer."""
     celery = current_app.extensions["celery"]
