@@ -20,12 +20,16 @@ def _auth_limit() -> str:
     return current_app.config["SETTINGS"].ratelimit_auth
 
 
+# One budget for login and register together: alternating between them gains nothing.
+auth_limit = limiter.shared_limit(_auth_limit, scope="auth")
+
+
 def _settings():
     return current_app.config["SETTINGS"]
 
 
 @blp.route("/register", methods=["POST"])
-@limiter.limit(_auth_limit)
+@auth_limit
 @blp.arguments(RegisterSchema)
 @blp.response(201, UserSchema)
 @blp.alt_response(409, schema=ProblemSchema, description="Username taken")
@@ -36,7 +40,7 @@ def register(body: dict) -> Response:
 
 
 @blp.route("/login", methods=["POST"])
-@limiter.limit(_auth_limit)
+@auth_limit
 @blp.arguments(LoginSchema)
 @blp.response(200, TokenSchema)
 @blp.alt_response(401, schema=ProblemSchema, description="Wrong credentials")
