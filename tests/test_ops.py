@@ -64,6 +64,7 @@ def test_readyz_names_redis_when_it_is_down(client, redis_server):
     assert response.status_code == 503
     assert response.json["status"] != "ok"
     assert response.json["checks"]["redis"] == "down"
+    assert response.json["checks"]["broker"] == "down"  # the same Redis by default
     assert response.json["checks"]["database"] == "ok"
     # the app is still alive, and public reads still work without Redis
     assert client.get("/healthz").status_code == 200
