@@ -190,6 +190,13 @@ def negotiate_problem() -> str:
         return "json"
 
 
+def refuse_unreadable_write() -> None:
+    """Before a write: ``406`` now if no representation of its answer would be acceptable,
+    so a refused answer never leaves a change behind."""
+    if request.method in ("POST", "PUT", "PATCH"):
+        negotiate(DEFAULT_FORMATS)
+
+
 # --- rendering ------------------------------------------------------------------------
 
 

@@ -25,6 +25,11 @@ class BodyParser(FlaskParser):
 class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = BodyParser()
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # A write whose answer the client cannot read is refused (406) before it happens.
+        self.before_request(negotiation.refuse_unreadable_write)
+
 
 def caller() -> User:
     """The authenticated user (views calling this are behind ``jwt_required``)."""
