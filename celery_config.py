@@ -21,6 +21,9 @@ task_acks_late = True
 task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1
 task_default_queue = "default"
+# Task modules, and the reaper (a thread in each worker's main process that re-sends
+# import jobs no live worker holds; see workers/reaper.py).
+imports = ("workers.tasks", "workers.reaper")
 task_serializer = "json"
 accept_content = ["json"]
 timezone = "UTC"

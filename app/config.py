@@ -56,6 +56,10 @@ class Settings:
     ratelimit_enabled: bool = True
     trusted_proxy_hops: int = 0
     job_stale_after: int = 120
+    job_max_attempts: int = 5
+    job_retention_days: int = 7
+    job_events_seconds: int = 25
+    import_chunk_rows: int = 5000
     access_token_minutes: int = 15
     refresh_token_days: int = 30
     log_level: str = "INFO"
@@ -83,6 +87,10 @@ class Settings:
             ratelimit_enabled=(env.get("RATELIMIT_ENABLED", "true").lower() != "false"),
             trusted_proxy_hops=_int(env, "TRUSTED_PROXY_HOPS", 0),
             job_stale_after=_int(env, "JOB_STALE_AFTER", 120),
+            job_max_attempts=_int(env, "JOB_MAX_ATTEMPTS", 5),
+            job_retention_days=_int(env, "JOB_RETENTION_DAYS", 7),
+            job_events_seconds=_int(env, "JOB_EVENTS_SECONDS", 25),
+            import_chunk_rows=_int(env, "IMPORT_CHUNK_ROWS", 5000),
             access_token_minutes=_int(env, "ACCESS_TOKEN_MINUTES", 15),
             refresh_token_days=_int(env, "REFRESH_TOKEN_DAYS", 30),
             log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
@@ -110,6 +118,8 @@ class Settings:
             raise ConfigError("TRUSTED_PROXY_HOPS must be >= 0")
         if self.max_import_bytes <= 0 or self.max_content_length <= 0:
             raise ConfigError("MAX_IMPORT_BYTES and MAX_CONTENT_LENGTH must be positive")
+        if min(self.job_stale_after, self.job_max_attempts, self.import_chunk_rows) <= 0:
+            raise ConfigError("JOB_STALE_AFTER, JOB_MAX_ATTEMPTS and IMPORT_CHUNK_ROWS must be > 0")
 
     def flask_config(self) -> dict[str, Any]:
         """The Flask/extension configuration keys derived from these settings."""

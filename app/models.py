@@ -1,4 +1,4 @@
-"""The database schema: users, stores, items and revoked sessions."""
+"""The database schema: users, stores, items, revoked sessions and import jobs."""
 
 from __future__ import annotations
 
@@ -6,11 +6,15 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     Numeric,
     String,
     Text,
@@ -108,3 +112,71 @@ class Store(TimestampMixin, db.Model):
     @property
     def owner(self) -> str:
         return self.owner_user.username
+
+
+class Job(db.Model):
+    """A background job (a bulk item import): the one truth about its state and progress."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        # One job per (user, Idempotency-Key); NULL keys never collide.
+        UniqueConstraint("user_id", "idempotency_key", name="uq_jobs_user_id_idempotency_key"),
+        Index("ix_jobs_user_id_id", "user_id", "id"),
+        Index("ix_jobs_status_heartbeat_at", "status", "heartbeat_at"),
+        Index("ix_jobs_finished_at", "finished_at"),
+    )
+
+    # Time-ordered UUID (version 7): ordering by id is ordering by creation.
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), nullable=False, default="item_import")
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    store_id: Mapped[int] = mapped_column(
+        ForeignKey("stores.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="queued")
+    mode: Mapped[str] = mapped_column(String(16), nullable=False, default="upsert")
+    dry_run: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    file_format: Mapped[str] = mapped_column(String(16), nullable=False)
+    upload_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    body_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    total: Mapped[int | None] = mapped_column(Integer)
+    processed: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    created: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    updated: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    deleted: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    failed: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    bytes_done: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    error: Mapped[dict | None] = mapped_column(JSON)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    # Who holds the job: a claim writes a fresh lease; checkpoints only land under it.
+    lease: Mapped[str | None] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class JobError(db.Model):
+    """A row of an import that failed validation (the row itself, not the job)."""
+
+    __tablename__ = "job_errors"
+    __table_args__ = (Index("ix_job_errors_job_id_row", "job_id", "row", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False)
+    row: Mapped[int] = mapped_column(Integer, nullable=False)
+    field: Mapped[str] = mapped_column(String(64), nullable=False)
+    message: Mapped[str] = mapped_column(String(300), nullable=False)
+    value: Mapped[str | None] = mapped_column(Text)
+
+
+class UploadChunk(db.Model):
+    """An uploaded file, stored durably in the database in slices of about 1 MiB."""
+
+    __tablename__ = "upload_chunks"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)

@@ -1,0 +1,243 @@
+"""Run an import job: stream the stored file through the parser and validation, apply it
+in chunks, finish.
+
+Each chunk's item writes, its row errors and the job's checkpoint (rows done, counts)
+commit in one transaction, written under the worker's lease. A run that dies anywhere
+resumes after the last committed chunk, so the end state and counts equal those of an
+uninterrupted run: nothing is applied or counted twice.
+
+Duplicate names inside one file: the first row naming an item decides; every later
+row with that name is a row error, whether or not the first row was valid. Which names
+have been seen is rebuilt on resume by re-reading the rows already done (only their
+names), so it is exact across crashes without being stored anywhere.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import insert, select, update
+
+from app.config import Settings
+from app.extensions import db
+from app.models import Job, JobError, utcnow
+from app.services import apply, catalog, jobs, rows, uploads
+from app.services.rows import Item, RowError
+
+log = logging.getLogger(__name__)
+
+DUPLICATE = "Duplicate name in this file: an earlier row names the same item (it wins)."
+EXISTS = "An item with this name already exists in the store (mode=create)."
+
+
+class LeaseLost(Exception):
+    """Another worker holds the job now; this one must stop without writing."""
+
+
+def run(job_id: str, *, should_stop: Callable[[], bool] = lambda: False) -> str:
+    """Claim and run (or resume) a job. Returns what happened: ``succeeded``, ``failed``,
+    ``cancelled``, ``released`` (warm shutdown), ``lost`` or ``skipped`` (not ours)."""
+    lease = jobs.claim(job_id)
+    if lease is None:
+        return "skipped"
+    conf = jobs.settings()
+    beat = max(0.5, conf.job_stale_after / 4)
+    with jobs.Heartbeat(db.engine, job_id, lease, beat):
+        try:
+            return _Run(job_id, lease, conf).execute(should_stop)
+        except LeaseLost:
+            db.session.rollback()
+            log.warning("job %s: lease lost; another worker has it", job_id)
+            return "lost"
+        except BaseException:
+            db.session.rollback()
+            raise
+
+
+class _Run:
+    def __init__(self, job_id: str, lease: str, conf: Settings) -> None:
+        job = db.session.get(Job, job_id)
+        assert job is not None
+        self.job_id, self.lease = job_id, lease
+        self.store_id, self.mode, self.dry_run = job.store_id, job.mode, job.dry_run
+        self.file_format = job.file_format
+        self.done = job.processed  # rows committed: the checkpoint
+        self.created, self.updated, self.failed = job.created, job.updated, job.failed
+        self.chunk_rows = conf.import_chunk_rows
+        db.session.commit()
+
+    def execute(self, should_stop: Callable[[], bool]) -> str:
+        reader = uploads.UploadReader(db.engine, self.job_id)
+        text = io.TextIOWrapper(reader, encoding="utf-8-sig", newline="")
+        seen: set[int] = set()
+        items: list[tuple[int, Item]] = []
+        errors: list[RowError] = []
+        failed_rows = 0
+        row = 0
+        try:
+            for row, data in enumerate(rows.parse(text, self.file_format), 1):
+                if row <= self.done:  # resuming: committed already; only remember its name
+                    name = rows.valid_name(data.get("name")) if isinstance(data, dict) else None
+                    if name is not None:
+                        seen.add(hash(name))
+                    continue
+                item, row_errors = self._check(row, data, seen)
+                if row_errors:
+                    errors.extend(row_errors)
+                    failed_rows += 1
+                else:
+                    items.append((row, item))  # type: ignore[arg-type]
+                if row - self.done >= self.chunk_rows:
+                    self._commit_chunk(row, items, errors, failed_rows, reader.bytes_read)
+                    items, errors, failed_rows = [], [], 0
+                    stop = self._boundary(should_stop)
+                    if stop:
+                        return stop
+        except rows.FileError as exc:
+            db.session.rollback()
+            return self._finish("failed", error=jobs.file_problem(exc.detail))
+        if row > self.done:
+            self._commit_chunk(row, items, errors, failed_rows, reader.bytes_read)
+        return self._finish("succeeded", seen=seen)
+
+    @staticmethod
+    def _check(row: int, data: Any, seen: set[int]) -> tuple[Item | None, list[RowError]]:
+        if isinstance(data, RowError):
+            return None, [data]
+        item, name, errors = rows.validate(row, data)
+        if name is not None:
+            key = hash(name)
+            if key in seen:
+                errors.append(RowError(row, "name", DUPLICATE, name[:200]))
+                item = None
+            else:
+                seen.add(key)
+        return item, errors
+
+    def _commit_chunk(
+        self,
+        row: int,
+        items: list[tuple[int, Item]],
+        errors: list[RowError],
+        failed_rows: int,
+        bytes_done: int,
+    ) -> None:
+        """Apply one chunk; its writes, errors and the checkpoint commit together."""
+        conn = db.session.connection()
+        now = utcnow()
+        existing = apply.existing_names(conn, self.store_id, [it[0] for _, it in items])
+        if self.mode == "create":
+            kept = []
+            for r, item in items:
+                if item[0] in existing:
+                    errors.append(RowError(r, "name", EXISTS, item[0]))
+                    failed_rows += 1
+                else:
+                    kept.append((r, item))
+            items, updated = kept, 0
+        else:
+            updated = sum(1 for _, item in items if item[0] in existing)
+        if not self.dry_run:
+            apply.upsert(
+                conn,
+                self.store_id,
+                [item for _, item in items],
+                now,
+                create_only=self.mode == "create",
+            )
+        if errors:
+            conn.execute(
+                insert(JobError),
+                [
+                    {
+                        "job_id": self.job_id,
+                        "row": e.row,
+                        "field": e.field[:64],
+                        "message": e.message[:300],
+                        "value": e.value,
+                    }
+                    for e in errors
+                ],
+            )
+        created, updated_total = len(items) - updated, self.updated + updated
+        checkpoint = conn.execute(
+            update(Job)
+            .where(Job.id == self.job_id, Job.lease == self.lease, Job.status == "running")
+            .values(
+                processed=row,
+                created=self.created + created,
+                updated=updated_total,
+                failed=self.failed + failed_rows,
+                bytes_done=bytes_done,
+                heartbeat_at=now,
+            )
+        )
+        if checkpoint.rowcount != 1:
+            raise LeaseLost
+        db.session.commit()
+        self.done, self.created, self.updated = row, self.created + created, updated_total
+        self.failed += failed_rows
+        if items and not self.dry_run:
+            _announce(self.store_id)
+
+    def _boundary(self, should_stop: Callable[[], bool]) -> str | None:
+        """Between chunks: a warm shutdown gives the job back; a cancel ends it."""
+        if should_stop():
+            jobs.release(self.job_id, self.lease)
+            return "released"
+        cancel = db.session.scalar(select(Job.cancel_requested).where(Job.id == self.job_id))
+        db.session.commit()
+        return self._finish("cancelled") if cancel else None
+
+    def _finish(self, status: str, *, error: dict | None = None, seen: set[int] | None = None):
+        conn = db.session.connection()
+        now = utcnow()
+        deleted = 0
+        if status == "succeeded" and self.mode == "replace" and seen is not None:
+            deleted = self._delete_absent(conn, seen)
+        values: dict[str, Any] = {
+            "status": status,
+            "finished_at": now,
+            "heartbeat_at": now,
+            "lease": None,
+            "total": Job.processed,
+            "deleted": deleted,
+        }
+        if error is not None:
+            values["error"] = error
+        finished = conn.execute(
+            update(Job)
+            .where(Job.id == self.job_id, Job.lease == self.lease, Job.status == "running")
+            .values(**values)
+        )
+        if finished.rowcount != 1:
+            raise LeaseLost
+        uploads.delete_upload(db.session, self.job_id)
+        db.session.commit()
+        if not self.dry_run:
+            # Also covers chunks committed by an earlier, interrupted run.
+            _announce(self.store_id)
+        log.info("job %s %s", self.job_id, status)
+        return status
+
+    def _delete_absent(self, conn, seen: set[int]) -> int:
+        """``replace``: the store's items that no row of the file names (counted only on a
+        dry run)."""
+        deleted = 0
+        for batch in apply.store_items(conn, self.store_id):
+            absent = [item_id for item_id, name in batch if hash(name) not in seen]
+            deleted += len(absent)
+            if not self.dry_run:
+                apply.delete_ids(conn, absent)
+        return deleted
+
+
+def _announce(store_id: int) -> None:
+    """Tell the cache layer the store changed; its failure must not fail the import."""
+    try:
+        catalog.store_changed(store_id)
+    except Exception as exc:
+        log.warning("store %s changed but the announcement failed: %s", store_id, exc)

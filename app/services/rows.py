@@ -1,0 +1,298 @@
+"""Import files as streams of rows, and the fast per-row validation.
+
+Parsers yield plain dicts (one per data row) from a text stream and never hold the
+whole file. Validation is plain Python (no marshmallow per row): it must keep up
+with the database. Its rules are ``ItemInputSchema``'s.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any, TextIO
+
+import orjson
+
+ITEM_FIELDS = ("name", "price", "quantity", "sku", "description")
+# What the API's own representations carry but an import may not set: ignored, so an
+# exported file can be imported again (as the JSON API ignores them in bodies).
+READ_ONLY = frozenset({"id", "store_id", "owner", "item_count", "created_at", "updated_at"})
+REQUIRED = ("name", "price")
+MAX_PRICE = Decimal("9999999999.99")
+MAX_QUANTITY = 2**31 - 1
+CENT = Decimal("0.01")
+VALUE_LIMIT = 200
+FORMATS = ("csv", "json", "ndjson")
+
+# An item (validated): name, price, quantity, sku, description.
+Item = tuple[str, Decimal, int, str | None, str | None]
+
+
+class FileError(Exception):
+    """The file as a whole cannot be imported (encoding, header, malformed JSON)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+@dataclass(slots=True)
+class RowError:
+    row: int
+    field: str
+    message: str
+    value: str | None
+
+
+# --- parsers --------------------------------------------------------------------------
+
+
+def parse(text: TextIO, file_format: str) -> Iterator[dict[str, Any] | RowError]:
+    """Data rows of ``text`` in order: a dict per row, or a ``RowError`` for a row that
+    cannot even be read (an NDJSON line that is not JSON). Raises ``FileError``."""
+    try:
+        if file_format == "csv":
+            yield from _csv_rows(text)
+        elif file_format == "json":
+            yield from _json_array(text)
+        else:
+            yield from _ndjson_rows(text)
+    except UnicodeDecodeError as exc:
+        raise FileError(f"The file is not valid UTF-8 (byte offset about {exc.start}).") from exc
+
+
+def csv_columns(header: list[str]) -> list[str | None]:
+    """Column names from a CSV header; ``None`` marks an ignored (read-only) column."""
+    names = [h.strip().lower() for h in header]
+    unknown = [n for n in names if n not in ITEM_FIELDS and n not in READ_ONLY]
+    if unknown:
+        raise FileError(
+            f"Unknown column(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(ITEM_FIELDS)}."
+        )
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise FileError(f"Column(s) {', '.join(map(repr, twice))} appear more than once.")
+    missing = [n for n in REQUIRED if n not in names]
+    if missing:
+        raise FileError(f"Missing required column(s): {', '.join(missing)}.")
+    return [n if n in ITEM_FIELDS else None for n in names]
+
+
+def _csv_rows(text: TextIO) -> Iterator[dict[str, Any] | RowError]:
+    reader = csv.reader(text)
+    try:
+        header = next(reader, None)
+        if header is None or not any(h.strip() for h in header):
+            raise FileError("The CSV file has no header row.")
+        columns = csv_columns(header)
+        width = len(columns)
+        keep = [(i, c) for i, c in enumerate(columns) if c is not None]
+        row = 0
+        for cells in reader:
+            if not cells:  # a blank line is not a row
+                continue
+            row += 1
+            if len(cells) > width:
+                yield RowError(
+                    row, "row", f"The row has {len(cells)} fields; the header has {width}.", None
+                )
+                continue
+            if len(cells) < width:
+                cells = cells + [""] * (width - len(cells))
+            yield {c: cells[i] for i, c in keep}
+    except csv.Error as exc:
+        raise FileError(f"The CSV file does not parse (line {reader.line_num}): {exc}.") from exc
+
+
+def _ndjson_rows(text: TextIO) -> Iterator[dict[str, Any] | RowError]:
+    row = 0
+    for line in text:
+        if not line.strip():
+            continue
+        row += 1
+        try:
+            yield orjson.loads(line)
+        except orjson.JSONDecodeError:
+            yield RowError(row, "row", "The line is not valid JSON.", _clip(line.strip()))
+
+
+_WS = re.compile(r"[ \t\n\r]*")
+_BLOCK = 1024 * 1024
+_MAX_ELEMENT = 16 * 1024 * 1024
+
+
+def _json_array(text: TextIO) -> Iterator[Any]:
+    """Elements of a top-level JSON array, decoded one at a time from a sliding buffer.
+
+    ``json``'s C scanner decodes each element where it starts; an element cut by the end
+    of the buffer is retried once more text is read, so memory is one block plus one
+    element, never the file.
+    """
+    decoder = json.JSONDecoder()
+    buf, pos, eof = "", 0, False
+
+    def fill() -> None:
+        nonlocal buf, pos, eof
+        more = text.read(_BLOCK)
+        eof = not more
+        buf, pos = buf[pos:] + more, 0
+
+    def skip_ws() -> str:
+        nonlocal pos
+        while True:
+            pos = _WS.match(buf, pos).end()  # type: ignore[union-attr]
+            if pos < len(buf) or eof:
+                return buf[pos] if pos < len(buf) else ""
+            fill()
+
+    fill()
+    if skip_ws() != "[":
+        raise FileError("The JSON body is not an array of items.")
+    pos += 1
+    expect_value = True
+    first = True
+    while True:
+        ch = skip_ws()
+        if ch == "":
+            raise FileError("The JSON array is not closed (the file ends early).")
+        if ch == "]" and (first or not expect_value):
+            pos += 1
+            break
+        if not expect_value:
+            if ch != ",":
+                raise FileError(f"Malformed JSON array: expected ',' or ']' but found {ch!r}.")
+            pos += 1
+            expect_value = True
+            continue
+        while True:
+            try:
+                value, end = decoder.raw_decode(buf, pos)
+                # A number cut by the buffer's end decodes short: accept only when
+                # something follows it (or the file ended).
+                if end < len(buf) or eof:
+                    break
+            except json.JSONDecodeError as exc:
+                if eof:
+                    raise FileError(f"Malformed JSON: {exc.msg}.") from exc
+            if len(buf) - pos > _MAX_ELEMENT:
+                raise FileError("A JSON array element is larger than 16 MiB.")
+            fill()
+        pos = end
+        first, expect_value = False, False
+        yield value
+    if skip_ws() != "":
+        raise FileError("Unexpected content after the JSON array.")
+
+
+# --- validation -----------------------------------------------------------------------
+
+
+def _clip(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else orjson.dumps(value).decode()
+    return text if len(text) <= VALUE_LIMIT else text[: VALUE_LIMIT - 1] + "…"
+
+
+def valid_name(raw: Any) -> str | None:
+    """The item name a row gives, if it is a usable one (duplicates are keyed on it)."""
+    if isinstance(raw, str):
+        name = raw.strip()
+        if 0 < len(name) <= 200:
+            return name
+    return None
+
+
+def validate(row: int, data: Any) -> tuple[Item | None, str | None, list[RowError]]:
+    """Check one parsed row: ``(item or None, usable name or None, errors)``."""
+    if not isinstance(data, dict):
+        return None, None, [RowError(row, "row", "Each row must be an object.", _clip(data))]
+    errors: list[RowError] = []
+    for key in data:
+        if key not in ITEM_FIELDS and key not in READ_ONLY:
+            errors.append(RowError(row, str(key), "Unknown field.", _clip(data[key])))
+    raw_name = data.get("name")
+    name = valid_name(raw_name)
+    if name is None:
+        errors.append(_name_error(row, raw_name))
+    price = _price(row, data.get("price"), errors)
+    quantity = _quantity(row, data.get("quantity"), errors)
+    sku = _text(row, "sku", data.get("sku"), 64, errors)
+    description = _text(row, "description", data.get("description"), 2000, errors)
+    if errors:
+        return None, name, errors
+    return (name, price, quantity, sku, description), name, errors  # type: ignore[return-value]
+
+
+def _name_error(row: int, raw: Any) -> RowError:
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return RowError(row, "name", "Missing data for required field.", _clip(raw))
+    if not isinstance(raw, str):
+        return RowError(row, "name", "Not a valid string.", _clip(raw))
+    return RowError(row, "name", "Length must be between 1 and 200.", _clip(raw))
+
+
+def _price(row: int, raw: Any, errors: list[RowError]) -> Decimal | None:
+    if raw is None or raw == "":
+        errors.append(RowError(row, "price", "Missing data for required field.", _clip(raw)))
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, str | int | float):
+        errors.append(RowError(row, "price", "Not a valid number.", _clip(raw)))
+        return None
+    try:
+        number = Decimal(raw.strip() if isinstance(raw, str) else str(raw))
+    except InvalidOperation:
+        errors.append(RowError(row, "price", "Not a valid number.", _clip(raw)))
+        return None
+    if not number.is_finite():
+        message = "Not a valid number."
+    elif number < 0:
+        message = "Must be greater than or equal to 0."
+    elif number > MAX_PRICE:
+        message = f"Must be less than or equal to {MAX_PRICE}."
+    elif number.as_tuple().exponent < -2 and number != number.quantize(CENT):  # type: ignore[operator]
+        message = "Must have at most 2 decimal places."
+    else:
+        return number.quantize(CENT)
+    errors.append(RowError(row, "price", message, _clip(raw)))
+    return None
+
+
+def _quantity(row: int, raw: Any, errors: list[RowError]) -> int:
+    if raw is None or raw == "":
+        return 0
+    value: int | None = None
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        value = raw
+    elif _whole(raw):
+        value = int(raw)
+    if value is None:
+        errors.append(RowError(row, "quantity", "Not a valid integer.", _clip(raw)))
+        return 0
+    if not 0 <= value <= MAX_QUANTITY:
+        errors.append(
+            RowError(row, "quantity", f"Must be between 0 and {MAX_QUANTITY}.", _clip(raw))
+        )
+    return value
+
+
+def _whole(raw: Any) -> bool:
+    """A float without a fraction, or a string of digits (with an optional sign)."""
+    if isinstance(raw, float):
+        return raw.is_integer()
+    return isinstance(raw, str) and raw.strip().lstrip("+-").isdigit()
+
+
+def _text(row: int, field: str, raw: Any, limit: int, errors: list[RowError]) -> str | None:
+    if raw is None or raw == "":
+        return None
+    if not isinstance(raw, str):
+        errors.append(RowError(row, field, "Not a valid string.", _clip(raw)))
+        return None
+    if len(raw) > limit:
+        errors.append(RowError(row, field, f"Longer than maximum length {limit}.", _clip(raw)))
+    return raw
