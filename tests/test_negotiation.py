@@ -183,6 +183,55 @@ def test_writes_negotiate_their_response(client, alice, catalog):
     assert "Accept" in r.headers["Vary"]
 
 
+def _writes(alice, catalog: dict, tag: str) -> list[tuple[str, str, dict | None, dict, int, str]]:
+    """(method, path, JSON body, headers, status, XML root) for every write endpoint."""
+    sid, iid = catalog["id"], catalog["item_id"]
+    creds = {"username": alice.username, "password": alice.password}
+    refresh = {"Authorization": f"Bearer {alice.refresh_token}"}
+    auth = alice.headers
+    return [
+        ("POST", "/v1/auth/register", {"username": f"neg_{tag}", "password": "long enough pw"},
+         {}, 201, "user"),
+        ("POST", "/v1/auth/login", creds, {}, 200, "token"),
+        ("POST", "/v1/auth/refresh", None, refresh, 200, "token"),
+        ("POST", "/v1/stores", {"name": f"Write {tag}"}, auth, 201, "store"),
+        ("PATCH", f"/v1/stores/{sid}", {"name": f"Patched {tag}"}, auth, 200, "store"),
+        ("PUT", f"/v1/stores/{sid}", {"name": f"Put {tag}"}, auth, 200, "store"),
+        ("POST", f"/v1/stores/{sid}/items", {"name": f"Scone {tag}", "price": 1}, auth, 201,
+         "item"),
+        ("PATCH", f"/v1/items/{iid}", {"quantity": 2}, auth, 200, "item"),
+        ("PUT", f"/v1/items/{iid}", {"name": "Tea", "price": 3}, auth, 200, "item"),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("fmt", ["xml", "html"])
+@pytest.mark.parametrize("how", ["accept", "query"])
+def test_every_write_endpoint_answers_in_the_negotiated_format(client, alice, catalog, fmt, how):
+    for method, path, body, headers, status, root in _writes(alice, catalog, f"{fmt}_{how}"):
+        if how == "accept":
+            headers = {**headers, "Accept": MEDIA_TYPES[fmt]}
+        else:
+            path = f"{path}?format={fmt}"
+        r = client.open(path, method=method, json=body, headers=headers)
+        assert r.status_code == status, (method, path, r.data[:300])
+        assert r.headers["Content-Type"] == CONTENT_TYPES[fmt], (method, path)
+        assert "Accept" in r.headers["Vary"]
+        text = r.get_data(as_text=True)
+        if fmt == "xml":
+            assert f"<{root}>" in text, (method, path)
+        else:
+            assert text.startswith("<!doctype html>"), (method, path)
+
+
+def test_every_write_endpoint_refuses_an_unacceptable_format_first(client, alice, catalog):
+    for method, path, body, headers, _, _ in _writes(alice, catalog, "refused"):
+        r = client.open(path, method=method, json=body, headers={**headers, "Accept": "image/png"})
+        assert_problem(r, 406)
+        assert "Accept" in r.headers["Vary"]
+    assert client.get("/v1/users/neg_refused").status_code == 404
+    assert client.get(f"/v1/items/{catalog['item_id']}").json["quantity"] == 0
+
+
 def test_a_write_the_client_cannot_read_is_refused_before_it_happens(client, alice):
     r = client.post(
         "/v1/stores", json={"name": "Never made"}, headers={**alice.headers, "Accept": "image/png"}
