@@ -69,7 +69,17 @@ class PriceField(fields.Decimal):
         return number.quantize(Decimal("0.01"))
 
 
-class TrimmedString(fields.String):
+class SafeString(fields.String):
+    """A string without NUL characters: PostgreSQL cannot store or compare them (a 500)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if "\x00" in text:
+            raise ValidationError("Must not contain NUL characters.")
+        return text
+
+
+class TrimmedString(SafeString):
     """A string with surrounding white space removed before its length is checked."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
@@ -99,20 +109,18 @@ class InputSchema(Schema):
 
 
 class RegisterSchema(InputSchema):
-    username = fields.String(
+    username = SafeString(
         required=True,
         validate=validate.Regexp(
             USERNAME_RE, error="Must be 3-40 characters of letters, digits, '_', '.' or '-'."
         ),
     )
-    password = fields.String(
-        required=True, load_only=True, validate=validate.Length(min=8, max=1024)
-    )
+    password = SafeString(required=True, load_only=True, validate=validate.Length(min=8, max=1024))
 
 
 class LoginSchema(InputSchema):
-    username = fields.String(required=True, validate=validate.Length(max=200))
-    password = fields.String(required=True, load_only=True, validate=validate.Length(max=1024))
+    username = SafeString(required=True, validate=validate.Length(max=200))
+    password = SafeString(required=True, load_only=True, validate=validate.Length(max=1024))
 
 
 class UserSchema(Schema):
@@ -170,18 +178,16 @@ class ItemInputSchema(InputSchema):
     name = TrimmedString(required=True, validate=validate.Length(min=1, max=200))
     price = PriceField(required=True)
     quantity = IntegerField(load_default=0, validate=validate.Range(min=0, max=2**31 - 1))
-    sku = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=64))
-    description = fields.String(
-        load_default=None, allow_none=True, validate=validate.Length(max=2000)
-    )
+    sku = SafeString(load_default=None, allow_none=True, validate=validate.Length(max=64))
+    description = SafeString(load_default=None, allow_none=True, validate=validate.Length(max=2000))
 
 
 class ItemPatchSchema(InputSchema):
     name = TrimmedString(validate=validate.Length(min=1, max=200))
     price = PriceField()
     quantity = IntegerField(validate=validate.Range(min=0, max=2**31 - 1))
-    sku = fields.String(allow_none=True, validate=validate.Length(max=64))
-    description = fields.String(allow_none=True, validate=validate.Length(max=2000))
+    sku = SafeString(allow_none=True, validate=validate.Length(max=64))
+    description = SafeString(allow_none=True, validate=validate.Length(max=2000))
 
 
 # --- lists ----------------------------------------------------------------------------
@@ -189,18 +195,18 @@ class ItemPatchSchema(InputSchema):
 
 class PageArgsSchema(Schema):
     limit = IntegerField(load_default=DEFAULT_LIMIT, validate=validate.Range(min=1, max=MAX_LIMIT))
-    cursor = fields.String(metadata={"description": "Opaque cursor from a previous `next`"})
+    cursor = SafeString(metadata={"description": "Opaque cursor from a previous `next`"})
 
 
 class StoreListArgsSchema(PageArgsSchema):
-    q = fields.String(metadata={"description": "Case-insensitive substring of the name"})
+    q = SafeString(metadata={"description": "Case-insensitive substring of the name"})
 
 
 class ItemListArgsSchema(PageArgsSchema):
-    q = fields.String(metadata={"description": "Case-insensitive substring of the name"})
+    q = SafeString(metadata={"description": "Case-insensitive substring of the name"})
     min_price = PriceField()
     max_price = PriceField()
-    sort = fields.String(load_default="id", validate=validate.OneOf(SORTS))
+    sort = SafeString(load_default="id", validate=validate.OneOf(SORTS))
 
 
 class StoreListSchema(Schema):

@@ -186,3 +186,47 @@ def test_unexpected_error_is_500_with_request_id_and_no_internals(failing_client
         assert leak not in text
     generated = failing_client.get("/boom")
     assert assert_problem(generated, 500)["request_id"] == generated.headers["X-Request-ID"]
+
+
+# Inputs PostgreSQL cannot take (NUL characters, ids beyond its integer column) must be
+# client errors on every database, never a 500.
+
+
+def test_nul_characters_are_422(client, alice, store):
+    items = f"/v1/stores/{store['id']}/items"
+    cases = [
+        (client.post("/v1/stores", json={"name": "a\x00b"}, headers=alice.headers), "name"),
+        (client.get("/v1/stores", query_string={"q": "a\x00"}), "q"),
+        (client.get(items, query_string={"q": "\x00"}), "q"),
+        (client.post(items, json={"name": "x\x00", "price": 1}, headers=alice.headers), "name"),
+        (
+            client.post(
+                items, json={"name": "x", "price": 1, "sku": "\x00"}, headers=alice.headers
+            ),
+            "sku",
+        ),
+        (
+            client.post(
+                items,
+                json={"name": "x", "price": 1, "description": "a\x00"},
+                headers=alice.headers,
+            ),
+            "description",
+        ),
+        (
+            client.post("/v1/auth/login", json={"username": "a\x00", "password": "p" * 8}),
+            "username",
+        ),
+    ]
+    for response, field in cases:
+        assert_invalid(response, field)
+    assert_problem(client.get("/v1/users/a%00b"), 404)
+
+
+@pytest.mark.parametrize("big", [2**31, 2**63, 10**30])
+def test_ids_beyond_the_column_are_404(client, alice, big):
+    assert_problem(client.get(f"/v1/stores/{big}"), 404)
+    assert_problem(client.get(f"/v1/stores/{big}/items"), 404)
+    assert_problem(client.get(f"/v1/items/{big}"), 404)
+    assert_problem(client.patch(f"/v1/items/{big}", json={"price": 1}, headers=alice.headers), 404)
+    assert_problem(client.delete(f"/v1/stores/{big}", headers=alice.headers), 404)

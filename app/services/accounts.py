@@ -51,7 +51,9 @@ def get_user(user_id: int) -> User | None:
 
 def public_profile(*, username: str) -> dict[str, object]:
     """``{username, store_count}`` for a user, ``NotFound`` when there is none."""
-    user = db.session.scalar(select(User).where(User.username == username))
+    # A name no account can have (e.g. with a NUL, which PostgreSQL refuses) finds no-one.
+    valid = "\x00" not in username and len(username) <= 40
+    user = db.session.scalar(select(User).where(User.username == username)) if valid else None
     if user is None:
         raise NotFound(f"No user named {username!r}.")
     count = db.session.scalar(select(func.count(Store.id)).where(Store.owner_id == user.id))

@@ -54,8 +54,13 @@ def _commit_or_conflict(message: str) -> None:
 # --- stores ---------------------------------------------------------------------------
 
 
+# Ids are 32-bit integer columns: a larger id in a URL names nothing, and PostgreSQL
+# would refuse to compare it (a 500) rather than find no row.
+MAX_ID = 2**31 - 1
+
+
 def get_store(store_id: int) -> Store:
-    store = db.session.get(Store, store_id)
+    store = db.session.get(Store, store_id) if 0 < store_id <= MAX_ID else None
     if store is None:
         raise NotFound(f"No store with id {store_id}.")
     return store
@@ -120,7 +125,7 @@ def list_stores(*, q: str | None, limit: int, cursor: str | None) -> Page:
 
 
 def get_item(item_id: int) -> Item:
-    item = db.session.get(Item, item_id)
+    item = db.session.get(Item, item_id) if 0 < item_id <= MAX_ID else None
     if item is None:
         raise NotFound(f"No item with id {item_id}.")
     return item
