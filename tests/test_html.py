@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from html.parser import HTMLParser
+from pathlib import Path
 
+import pytest
 import requests
 
 from tests.conftest import Account
@@ -192,6 +196,13 @@ def test_assets_are_served_by_the_app(client):
         r = client.get(asset)
         assert r.status_code == 200 and r.data
     assert b"sessionStorage" in client.get("/static/app.js").data
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node to parse JavaScript")
+def test_the_page_script_is_valid_javascript():
+    script = Path(__file__).resolve().parent.parent / "app" / "static" / "app.js"
+    result = subprocess.run(["node", "--check", str(script)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
 
 
 def test_the_reference_uses_the_base_layout(client):

@@ -77,6 +77,11 @@ async function submitApiForm(event) {
   const body = method === "DELETE" ? undefined : data.toString();
   const response = await api(method, form.getAttribute("action"), body,
                              "application/x-www-form-urlencoded");
+  if (response.status === 401) {        // expired or revoked: log in again
+    sessionStorage.removeItem(TOKEN);
+    sessionStorage.removeItem(USER);
+    showSession();
+  }
   if (!response.ok) { say(output, await problemText(response)); return; }
   if (response.status === 201 && response.headers.get("Location")) {
     window.location.assign(response.headers.get("Location"));
