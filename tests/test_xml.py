@@ -72,6 +72,13 @@ def test_user_supplied_markup_is_text_in_xml(client, alice):
     assert root.findtext("name") == "<b>&amp; 'q'</b>" and root.find("name/b") is None
 
 
+def test_control_characters_xml_cannot_carry_become_replacement_characters(client, alice):
+    r = client.post("/v1/stores", json={"name": "Bell\u0007 shop"}, headers=alice.headers)
+    assert r.status_code == 201
+    root = _xml(client.get(f"/v1/stores/{r.json['id']}", headers=XML))
+    assert root.findtext("name") == "Bell\ufffd shop"
+
+
 def test_the_mapping_is_generic_for_other_resources(app):
     """Resources other modules render (jobs, job errors) need only their name."""
     job = {

@@ -11,7 +11,8 @@ The mapping (documented in the README, section "Representations"):
 - a list under a key becomes an element holding one element per member, named by the
   singular of the key (``PLURALS``, else the key without its trailing ``s``);
 - ``null`` is an empty element with ``nil="true"``; ``true``/``false`` are text;
-  numbers are written as JSON writes them;
+  numbers are written as JSON writes them; control characters XML 1.0 cannot carry
+  become U+FFFD;
 - a key that is not an XML name becomes ``<field name="the key">``;
 - problems follow RFC 9457 appendix B: ``<problem xmlns="urn:ietf:rfc:7807">`` with
   array members as ``<i>`` elements.
@@ -43,6 +44,7 @@ PLURALS: dict[str, str] = {
 }
 MAX_DEPTH = 32
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+_ILLEGAL_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 class XMLBodyError(ValueError):
@@ -65,7 +67,8 @@ def _text(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, Decimal):
         return format(value, "f")
-    return str(value)
+    # XML 1.0 cannot carry most control characters, not even as references.
+    return _ILLEGAL_RE.sub("\ufffd", str(value))
 
 
 def _child(parent: Element, key: str) -> Element:
