@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+import signal
 import time
 
+import psutil
 import pytest
 import requests
 
-from tests.services import free_port
+from tests.services import free_port, start_web, wait_until
 
 ALL_OK = {"status": "ok", "checks": {"database": "ok", "redis": "ok", "broker": "ok"}}
 
@@ -174,3 +176,39 @@ def test_docs_page_renders_every_operation(client, spec):
     for method, path in _operations(spec):
         pattern = rf">{method.upper()}</span>\s*<code>{re.escape(path)}</code>"
         assert re.search(pattern, html), (method, path)
+
+
+def test_sigterm_lets_an_in_flight_request_finish(service_env, tmp_path):
+    proc, base = start_web(service_env, tmp_path / "web.log")
+    try:
+        port = int(base.rsplit(":", 1)[1])
+
+        def accepted() -> bool:
+            workers = psutil.Process(proc.proc.pid).children()
+            return any(
+                c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port
+                for w in workers
+                for c in w.net_connections(kind="tcp")
+            )
+
+        def body():
+            yield b'{"username": "graceful", '
+            # The request is in flight (a worker holds the connection): stop the server
+            # now, and finish the body only once gunicorn has begun its graceful shutdown.
+            wait_until(accepted, timeout=10, what="the worker to accept the connection")
+            proc.signal(signal.SIGTERM)
+            wait_until(lambda: "Handling signal: term" in proc.output(), timeout=10, what="TERM")
+            yield b'"password": "correct horse"}'
+
+        response = requests.post(
+            base + "/v1/auth/register",
+            data=body(),
+            headers={"Content-Type": "application/json"},
+            timeout=30,
+        )
+        assert response.status_code == 201, response.text
+        assert proc.proc.wait(timeout=30) == 0
+        with pytest.raises(requests.ConnectionError):
+            requests.get(base + "/healthz", timeout=2)
+    finally:
+        proc.stop()
