@@ -5,14 +5,15 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from typing import Any
 
 from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import errors, security
+from app import aio, caching, errors, security
 from app.api import register_blueprints
 from app.config import Settings
 from app.extensions import api, db, limiter, migrate, redis_client
@@ -21,10 +22,22 @@ from app.representations.openapi import MediaTypesPlugin
 from workers import celery_init_app
 
 
+class StoresFlask(Flask):
+    """Flask, with async views on a per-thread event loop and cache hits served first."""
+
+    def async_to_sync(self, func: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Any]:
+        return aio.to_sync(func)
+
+    def wsgi_app(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        # Inside ProxyFix (which wraps this method), so hits see the real host and scheme.
+        hit = caching.serve_fast(self, environ, start_response)
+        return hit if hit is not None else super().wsgi_app(environ, start_response)
+
+
 def create_app(config: Mapping[str, str] | None = None) -> Flask:
     """Build the app from the environment; ``config`` overrides environment variables."""
     settings = Settings.from_env({**os.environ, **(config or {})})
-    app = Flask(__name__, instance_relative_config=True)
+    app = StoresFlask(__name__, instance_relative_config=True)
     app.json = OrjsonProvider(app)
     app.config.update(settings.flask_config())
     _configure_logging(settings.log_level)
@@ -60,6 +73,7 @@ def _init_extensions(app: Flask) -> None:
         "connection_pool": redis_client.client.connection_pool
     }
     limiter.init_app(app)
+    caching.init_app(app)
     security.init_app(app)
     # The spec lists every media type negotiation serves, not only JSON.
     api.init_app(app, spec_kwargs={"extra_plugins": [MediaTypesPlugin()]})

@@ -6,7 +6,7 @@ from flask import Response, url_for
 from flask.views import MethodView
 from flask_jwt_extended import jwt_required
 
-from app import negotiation
+from app import caching, negotiation
 from app.api.common import Blueprint, caller, list_response
 from app.schemas import (
     ItemInputSchema,
@@ -36,10 +36,11 @@ def items_csv(store, *, sort: str, filters: dict) -> Response:
 
 @blp.route("/stores/<int:store_id>/items")
 class StoreItems(MethodView):
+    @caching.cached
     @blp.arguments(ItemListArgsSchema, location="query")
     @blp.response(200, ItemListSchema)
     @blp.doc(**negotiation.CSV_DOC)
-    def get(self, args: dict, store_id: int) -> Response:
+    async def get(self, args: dict, store_id: int) -> Response:
         """List a store's items (also as CSV: every matching item, no pagination)"""
         store = catalog.get_store(store_id)
         filters = {k: args.get(k) for k in ("q", "min_price", "max_price")}
@@ -63,8 +64,9 @@ class StoreItems(MethodView):
 
 @blp.route("/items/<int:item_id>")
 class Item(MethodView):
+    @caching.cached
     @blp.response(200, ItemSchema)
-    def get(self, item_id: int) -> Response:
+    async def get(self, item_id: int) -> Response:
         """Read an item"""
         return render_item(catalog.get_item(item_id))
 

@@ -6,7 +6,7 @@ from flask import Response, url_for
 from flask.views import MethodView
 from flask_jwt_extended import jwt_required
 
-from app import negotiation
+from app import caching, negotiation
 from app.api.common import Blueprint, caller, list_response
 from app.schemas import (
     ProblemSchema,
@@ -28,9 +28,10 @@ def render_store(store, status: int = 200, headers: dict[str, str] | None = None
 
 @blp.route("")
 class Stores(MethodView):
+    @caching.cached
     @blp.arguments(StoreListArgsSchema, location="query")
     @blp.response(200, StoreListSchema)
-    def get(self, args: dict) -> Response:
+    async def get(self, args: dict) -> Response:
         """List stores"""
         page = catalog.list_stores(q=args.get("q"), limit=args["limit"], cursor=args.get("cursor"))
         return list_response("stores", store_schema.dump(page.rows, many=True), page)
@@ -49,8 +50,9 @@ class Stores(MethodView):
 
 @blp.route("/<int:store_id>")
 class Store(MethodView):
+    @caching.cached
     @blp.response(200, StoreSchema)
-    def get(self, store_id: int) -> Response:
+    async def get(self, store_id: int) -> Response:
         """Read a store"""
         return render_store(catalog.get_store(store_id))
 
