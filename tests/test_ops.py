@@ -167,6 +167,28 @@ def test_openapi_bearer_security(spec):
         assert secured == (key in SECURED), key
 
 
+def test_openapi_documents_the_errors_each_operation_can_answer(spec):
+    operations = _operations(spec)
+    for (method, path), op in operations.items():
+        if (method, path) not in ENDPOINTS:
+            continue
+        statuses = set(op["responses"])
+        if (method, path) in SECURED or path == "/v1/auth/login":
+            assert "401" in statuses, (method, path)
+        if "{" in path:
+            assert "404" in statuses, (method, path)
+        if (method, path) in SECURED and method != "get" and "{" in path:
+            assert "403" in statuses, (method, path)
+        has_body = path not in ("/v1/auth/refresh", "/v1/auth/logout")
+        if method in ("post", "put", "patch") and has_body:
+            assert "422" in statuses, (method, path)
+    for key in [("post", "/v1/auth/register"), ("post", "/v1/stores")]:
+        assert "409" in operations[key]["responses"]
+    assert "409" in operations[("post", "/v1/stores/{store_id}/items")]["responses"]
+    problem = spec["components"]["responses"]["Unauthorized"]["content"]
+    assert problem["application/problem+json"]["schema"]["$ref"].endswith("/Problem")
+
+
 def test_docs_page_renders_every_operation(client, spec):
     response = client.get("/docs")
     assert response.status_code == 200

@@ -9,6 +9,7 @@ from app.extensions import api
 
 
 def register_blueprints(app: Flask) -> None:
+    docs.init_spec()
     for module in (auth, users, stores, items, imports, jobs, health):
         api.register_blueprint(module.blp)
     app.register_blueprint(docs.blp)
