@@ -9,6 +9,9 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
 DEFAULT_SECRET = "dev-insecure-secret-change-me"
 PRODUCTION_NAMES = {"production", "prod"}
 
@@ -160,6 +163,9 @@ def redis_connection_options(url: str, settings: Settings) -> dict[str, Any]:
         "socket_timeout": settings.redis_socket_timeout,
         "socket_connect_timeout": settings.redis_socket_timeout,
         "health_check_interval": 30,
+        # redis-py retries 3 times with backoff by default: a hung Redis would cost every
+        # call 4 timeouts. One immediate retry still survives a dropped idle connection.
+        "retry": Retry(NoBackoff(), 1),
     }
     if url.startswith("rediss://"):
         options["ssl_cert_reqs"] = settings.redis_ssl_cert_reqs

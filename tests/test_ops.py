@@ -75,6 +75,21 @@ def test_readyz_names_redis_when_it_is_down(client, redis_server):
     assert client.get("/readyz").json == ALL_OK
 
 
+def test_readyz_answers_quickly_when_redis_hangs(client, redis_server):
+    # A stopped (not killed) Redis accepts connections and never answers: only the
+    # socket timeouts bound the probe.
+    redis_server.proc.send_signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        response = client.get("/readyz")
+        elapsed = time.monotonic() - started
+    finally:
+        redis_server.proc.send_signal(signal.SIGCONT)
+    assert response.status_code == 503
+    assert response.json["checks"] == {"database": "ok", "redis": "down", "broker": "down"}
+    assert elapsed < 5
+
+
 def test_readyz_names_the_broker_when_only_it_is_down(live_server):
     dead_broker = f"redis://127.0.0.1:{free_port()}/0"
     base = live_server(CELERY_BROKER_URL=dead_broker)

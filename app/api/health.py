@@ -33,7 +33,9 @@ def readyz() -> Response:
         "database": health.check_database(),
         "redis": health.check_redis(),
         "broker": health.check_broker(
-            celery.conf.broker_url, transport_options=celery.conf.broker_transport_options
+            celery.conf.broker_url,
+            transport_options=celery.conf.broker_transport_options,
+            ssl=celery.conf.broker_use_ssl,
         ),
     }
     ok = all(v == "ok" for v in checks.values())

@@ -31,10 +31,27 @@ def check_redis() -> str:
         return "down"
 
 
-def check_broker(url: str, *, timeout: float = 1.0, transport_options: dict | None = None) -> str:
+def check_broker(
+    url: str,
+    *,
+    timeout: float = 1.0,
+    transport_options: dict | None = None,
+    ssl: dict | bool | None = None,
+) -> str:
+    """``ok`` when the Celery broker answers; ``ssl`` as the worker uses it (``rediss://``)."""
+    # The worker's own socket timeouts are long (a busy broker is no reason to drop a
+    # task); a readiness probe must answer quickly, so it uses the short ones.
+    options = {
+        **(transport_options or {}),
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+    }
     try:
-        with Connection(url, connect_timeout=timeout, transport_options=transport_options) as conn:
-            conn.ensure_connection(max_retries=1, interval_start=0, timeout=timeout)
+        connection = Connection(
+            url, connect_timeout=timeout, transport_options=options, ssl=ssl or False
+        )
+        with connection as conn:
+            conn.ensure_connection(max_retries=0, timeout=timeout)
         return "ok"
     except Exception as exc:
         log.warning("readiness: broker down: %s", exc)
