@@ -264,6 +264,30 @@ def test_create_item_from_a_form(client, alice, items_url):
     assert_invalid(response, "price", "quantity")
 
 
+def test_empty_form_inputs_mean_not_given(client, alice, items_url):
+    form = {"name": "Jam", "price": "4", "quantity": "", "sku": "", "description": ""}
+    response = client.post(items_url, data=form, headers=alice.headers)
+    assert response.status_code == 201, response.json
+    item = response.json
+    assert (item["quantity"], item["sku"], item["description"]) == (0, None, None)
+    url = f"/v1/items/{item['id']}"
+    patched = client.patch(url, data={"price": "", "quantity": "7"}, headers=alice.headers)
+    assert patched.status_code == 200 and patched.json["quantity"] == 7
+    assert patched.json["price"] == 4
+    assert_invalid(
+        client.post(items_url, data={"name": "", "price": ""}, headers=alice.headers),
+        "name",
+        "price",
+    )
+    multipart = client.post(
+        items_url,
+        data={"name": "Marmalade", "price": "2.10", "sku": ""},
+        content_type="multipart/form-data",
+        headers=alice.headers,
+    )
+    assert multipart.status_code == 201 and multipart.json["sku"] is None
+
+
 # --- lists: filters and sorts ------------------------------------------------------------
 
 CATALOGUE = [

@@ -19,6 +19,10 @@ class BodyParser(FlaskParser):
 
     def _raw_load_json(self, req: Any) -> Any:
         data = negotiation.parse_body()
+        if isinstance(data, dict) and req.mimetype in negotiation.FORM_MEDIA_TYPES:
+            # An HTML form sends its empty inputs as "": for an optional field that
+            # means "not given" (default or unchanged), not an invalid or blank value.
+            data = {key: value for key, value in data.items() if value != ""}
         return data if data is not None else {}
 
 
