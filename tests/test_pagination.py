@@ -7,6 +7,8 @@ import json
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import unique_name
 from tests.problems import assert_invalid
@@ -159,3 +161,31 @@ def test_invalid_cursors_are_422(client, many_items, sort, cursor):
 @pytest.mark.parametrize("cursor", ["%%%", _cursor(["a"]), _cursor([None]), _cursor([2**70])])
 def test_invalid_store_cursors_are_422(client, cursor):
     assert_invalid(client.get("/v1/stores", query_string={"cursor": cursor}), "cursor")
+
+
+@settings(
+    max_examples=12,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    rows=st.lists(
+        st.tuples(st.sampled_from(["a", "B", "b", "ab", "A_", "c%"]), st.sampled_from(PRICES)),
+        min_size=0,
+        max_size=12,
+    ),
+    sort=st.sampled_from(SORTS),
+    limit=st.integers(min_value=1, max_value=5),
+)
+def test_any_data_any_sort_any_limit_walks_each_row_once(client, alice, rows, sort, limit):
+    store = client.post("/v1/stores", json={"name": unique_name("H")}, headers=alice.headers)
+    url = f"/v1/stores/{store.json['id']}/items"
+    ids = []
+    for i, (prefix, price) in enumerate(rows):
+        body = {"name": f"{prefix}{i % 3}-{i}", "price": price}
+        ids.append(client.post(url, json=body, headers=alice.headers).json["id"])
+    seen, _ = walk(client, url, sort=sort, limit=limit)
+    assert sorted(r["id"] for r in seen) == sorted(ids)
+    one_page = client.get(url, query_string={"sort": sort, "limit": 500}).json["items"]
+    assert [r["id"] for r in seen] == [r["id"] for r in one_page]
