@@ -191,7 +191,7 @@ class ReadCache:
         # negotiate() is a pure function of (formats, ?format=, Accept); the fast path has
         # no request context, so it uses the answers the Flask path has already computed.
         self._formats_memo: dict[tuple[tuple[str, ...], str | None, str], str] = {}
-        self._policies: dict[str, Policy | None] = {}
+        self._routes: dict[str, tuple[Policy, dict[str, Any]] | None] = {}
         self._adapter: MapAdapter | None = None
         # Called with the entry key after a miss rendered and before it is stored: tests
         # use it to commit a write at exactly that moment.
@@ -277,17 +277,26 @@ class ReadCache:
         return fmt
 
     def policy_for(self, environ: dict[str, Any]) -> tuple[Policy, dict[str, Any]] | None:
+        """The cached view a path routes to, and its arguments (memoised per path)."""
+        path = environ.get("PATH_INFO", "")
+        found = self._routes.get(path, False)
+        if found is False:
+            found = self._route(path)
+            if len(self._routes) > 4096:  # paths are the client's: keep the memo bounded
+                self._routes.clear()
+            self._routes[path] = found
+        return found  # type: ignore[return-value]
+
+    def _route(self, path: str) -> tuple[Policy, dict[str, Any]] | None:
         if self._adapter is None:
             self._adapter = self.app.url_map.bind("localhost")
         try:
-            endpoint, args = self._adapter.match(environ.get("PATH_INFO", ""), "GET")
+            endpoint, args = self._adapter.match(path, "GET")
         except HTTPException:
             return None
-        if endpoint not in self._policies:
-            view = self.app.view_functions.get(endpoint)
-            get = getattr(getattr(view, "view_class", None), "get", None)
-            self._policies[endpoint] = getattr(get, "read_cache_policy", None)
-        policy = self._policies[endpoint]
+        view = self.app.view_functions.get(endpoint)
+        get = getattr(getattr(view, "view_class", None), "get", None)
+        policy = getattr(get, "read_cache_policy", None)
         return (policy, args) if policy is not None else None
 
     # --- reads ------------------------------------------------------------------------
