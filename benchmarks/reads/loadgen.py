@@ -203,7 +203,9 @@ def markdown(report: dict[str, Any], targets: dict[str, float]) -> str:
         f"> {m['note']}",
         "",
         f"Load: {s['load_generator']}, {s['rounds']} interleaved round(s) of "
-        f"{s['seconds_per_run']} s per app (after a 1 s warm-up each), loopback only. "
+        f"{s['seconds_per_run']} s per app (after a 1 s warm-up each), loopback only; "
+        "each ratio is the median over rounds of the ratio within a round, p99 the median "
+        "over rounds. "
         f"Every app under {s['gunicorn']}. Page: {report['page']}, {report['body_bytes']} "
         "bytes; the baseline returns exactly those bytes from a bare Flask `def` view.",
         "",
