@@ -9,8 +9,9 @@ from datetime import timedelta
 
 import jwt as pyjwt
 import pytest
+import redis
 import requests
-from flask_jwt_extended import create_access_token
+from flask_jwt_extended import create_access_token, create_refresh_token
 
 from tests.conftest import TEST_SECRET, Account, unique_name
 from tests.problems import assert_invalid, assert_problem, assert_unauthorized
@@ -160,6 +161,13 @@ def test_logout_revokes_the_access_and_the_refresh_token(client, alice):
     )
 
 
+def test_logout_survives_a_redis_flush(client, alice, redis_server):
+    assert client.post("/v1/auth/logout", headers=alice.headers).status_code == 204
+    redis.Redis.from_url(redis_server.url).flushall()
+    assert_unauthorized(client.get("/v1/auth/me", headers=alice.headers))
+    assert_unauthorized(client.post("/v1/auth/refresh", headers=_bearer(alice.refresh_token)))
+
+
 def test_logout_then_a_refreshed_token_is_refused_too(client, alice):
     fresh = client.post("/v1/auth/refresh", headers=_bearer(alice.refresh_token)).json
     assert client.post("/v1/auth/logout", headers=alice.headers).status_code == 204
@@ -192,6 +200,13 @@ def test_expired_token_is_401(client, app, alice):
         )
     body = assert_unauthorized(client.get("/v1/auth/me", headers=_bearer(token)))
     assert "expired" in body["detail"]
+    with app.app_context():
+        refresh = create_refresh_token(
+            identity=str(alice.id),
+            additional_claims={"sid": "a" * 32},
+            expires_delta=timedelta(seconds=-5),
+        )
+    assert_unauthorized(client.post("/v1/auth/refresh", headers=_bearer(refresh)))
 
 
 def _b64(data: dict) -> str:
