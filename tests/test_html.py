@@ -83,6 +83,18 @@ def test_the_store_page_shows_its_name_items_and_related_links(client, alice, st
     assert "<pre>{\n  &#34;id&#34;: " in text  # the raw JSON beside it
 
 
+def test_the_store_page_shows_an_item_added_after_it_was_read(client, alice, store):
+    before, _ = _page(client, f"/v1/stores/{store['id']}")
+    assert "Fresh scone" not in before
+    client.post(
+        f"/v1/stores/{store['id']}/items",
+        json={"name": "Fresh scone", "price": 2},
+        headers=alice.headers,
+    )
+    after, _ = _page(client, f"/v1/stores/{store['id']}")
+    assert "Fresh scone" in after
+
+
 def test_every_resource_has_a_page(client, alice, store):
     r = client.post(
         f"/v1/stores/{store['id']}/items", json={"name": "Tea", "price": 3}, headers=alice.headers
