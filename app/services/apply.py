@@ -37,19 +37,41 @@ _PG_UPSERT = (
     "updated_at) SELECT %s, name, price, quantity, sku, description, %s, %s "
     "FROM import_stage ON CONFLICT (store_id, name) DO {action}"
 )
-_PG_EXISTING = "SELECT name FROM items WHERE store_id = %s AND name = ANY(%s)"
+_PG_EXISTING = (
+    "SELECT s.name FROM import_stage s JOIN items i ON i.store_id = %s AND i.name = s.name"
+)
 
 
 def _action(create_only: bool) -> str:
     return "NOTHING" if create_only else f"UPDATE SET {_SET}"
 
 
+def stage(conn: Connection, items: Sequence[Item]) -> None:
+    """Start a chunk. PostgreSQL: COPY its items into the session's staging table.
+
+    Also ``synchronous_commit = off`` for this transaction: a database crash may then lose
+    the last chunks, but each chunk's items and its checkpoint commit together, so they
+    are lost together and the resumed job replays them; nothing is counted twice.
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    raw = conn.connection.driver_connection  # psycopg 3, same transaction as ``conn``
+    with raw.cursor() as cur:  # type: ignore[union-attr]
+        cur.execute("SET LOCAL synchronous_commit TO OFF")
+        cur.execute(_PG_STAGE)
+        with cur.copy(
+            "COPY import_stage (name, price, quantity, sku, description) FROM STDIN"
+        ) as copy:
+            for item in items:
+                copy.write_row(item)
+
+
 def existing_names(conn: Connection, store_id: int, names: Sequence[str]) -> set[str]:
-    """Which of ``names`` the store already has (one indexed query)."""
+    """Which of ``names`` (the chunk's, already staged) the store has: one indexed query."""
     if not names:
         return set()
     if conn.dialect.name == "postgresql":
-        result = conn.exec_driver_sql(_PG_EXISTING, (store_id, list(names)))
+        result = conn.exec_driver_sql(_PG_EXISTING, (store_id,))
     else:
         result = conn.exec_driver_sql(_SQLITE_EXISTING, (store_id, orjson.dumps(names).decode()))
     return {row[0] for row in result}
@@ -58,13 +80,14 @@ def existing_names(conn: Connection, store_id: int, names: Sequence[str]) -> set
 def upsert(
     conn: Connection, store_id: int, items: Sequence[Item], now: datetime, *, create_only: bool
 ) -> None:
-    """Write ``items`` into the store: insert new names, update existing ones (unless
+    """Write the chunk into the store: insert new names, update existing ones (unless
     ``create_only``, when existing names are left alone)."""
     if not items:
         return
     naive = now.replace(tzinfo=None)  # the schema stores naive UTC
     if conn.dialect.name == "postgresql":
-        _pg_upsert(conn, store_id, items, naive, create_only)
+        sql = _PG_UPSERT.format(action=_action(create_only))
+        conn.exec_driver_sql(sql, (store_id, naive, naive))
         return
     # SQLAlchemy's SQLite types store NUMERIC as REAL and DATETIME as this text form.
     stamp = naive.strftime("%Y-%m-%d %H:%M:%S.%f")
@@ -73,20 +96,6 @@ def upsert(
         for name, price, quantity, sku, description in items
     ]
     conn.exec_driver_sql(_SQLITE_UPSERT.format(action=_action(create_only)), params)
-
-
-def _pg_upsert(
-    conn: Connection, store_id: int, items: Sequence[Item], now: datetime, create_only: bool
-) -> None:
-    raw = conn.connection.driver_connection  # psycopg 3, same transaction as ``conn``
-    with raw.cursor() as cur:  # type: ignore[union-attr]
-        cur.execute(_PG_STAGE)
-        with cur.copy(
-            "COPY import_stage (name, price, quantity, sku, description) FROM STDIN"
-        ) as copy:
-            for item in items:
-                copy.write_row(item)
-        cur.execute(_PG_UPSERT.format(action=_action(create_only)), (store_id, now, now))
 
 
 def store_items(conn: Connection, store_id: int, batch: int = 10000) -> Iterable[list[tuple]]:

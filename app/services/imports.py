@@ -128,6 +128,7 @@ class _Run:
         """Apply one chunk; its writes, errors and the checkpoint commit together."""
         conn = db.session.connection()
         now = utcnow()
+        apply.stage(conn, [item for _, item in items])
         existing = apply.existing_names(conn, self.store_id, [it[0] for _, it in items])
         if self.mode == "create":
             kept = []

@@ -28,8 +28,13 @@ CENT = Decimal("0.01")
 VALUE_LIMIT = 200
 FORMATS = ("csv", "json", "ndjson")
 
-# An item (validated): name, price, quantity, sku, description.
-Item = tuple[str, Decimal, int, str | None, str | None]
+ITEM_FIELD_SET = frozenset(ITEM_FIELDS)
+# An item (validated): name, price (a plain decimal string, at most 2 places), quantity,
+# sku, description.
+Item = tuple[str, str, int, str | None, str | None]
+# What nearly every row of a real file looks like: checked by two regexes, no Decimal.
+_PLAIN_PRICE = re.compile(r"\d{1,10}(?:\.\d{1,2})?")
+_PLAIN_QUANTITY = re.compile(r"\d{1,9}")
 
 
 class FileError(Exception):
@@ -121,6 +126,7 @@ def _ndjson_rows(text: TextIO) -> Iterator[dict[str, Any] | RowError]:
 
 
 _WS = re.compile(r"[ \t\n\r]*")
+_NUMBER_TAIL = re.compile(r"[0-9.eE+\-]*\Z")
 _BLOCK = 1024 * 1024
 _MAX_ELEMENT = 16 * 1024 * 1024
 
@@ -171,9 +177,9 @@ def _json_array(text: TextIO) -> Iterator[Any]:
         while True:
             try:
                 value, end = decoder.raw_decode(buf, pos)
-                # A number cut by the buffer's end decodes short: accept only when
-                # something follows it (or the file ended).
-                if end < len(buf) or eof:
+                # A number cut by the buffer's end decodes short ("12" of "123", "0" of
+                # "0.5"): accept only when what follows cannot continue it.
+                if eof or not _NUMBER_TAIL.match(buf, end):
                     break
             except json.JSONDecodeError as exc:
                 if eof:
@@ -209,6 +215,14 @@ def valid_name(raw: Any) -> str | None:
 
 def validate(row: int, data: Any) -> tuple[Item | None, str | None, list[RowError]]:
     """Check one parsed row: ``(item or None, usable name or None, errors)``."""
+    item = _plain(data)
+    if item is not None:
+        return item, item[0], []
+    return check_fields(row, data)
+
+
+def check_fields(row: int, data: Any) -> tuple[Item | None, str | None, list[RowError]]:
+    """The full check, field by field, naming every problem (the slow path)."""
     if not isinstance(data, dict):
         return None, None, [RowError(row, "row", "Each row must be an object.", _clip(data))]
     errors: list[RowError] = []
@@ -225,7 +239,35 @@ def validate(row: int, data: Any) -> tuple[Item | None, str | None, list[RowErro
     description = _text(row, "description", data.get("description"), 2000, errors)
     if errors:
         return None, name, errors
-    return (name, price, quantity, sku, description), name, errors  # type: ignore[return-value]
+    return (name, str(price), quantity, sku, description), name, errors  # type: ignore[return-value]
+
+
+def _plain(data: Any) -> Item | None:
+    """The fast path: a row that is plainly valid, or ``None`` to check it field by field
+    (which finds the same verdict for any row this accepts)."""
+    if type(data) is not dict or not data.keys() <= ITEM_FIELD_SET:
+        return None
+    name, price = data.get("name"), data.get("price")
+    if type(name) is not str or type(price) not in (str, int):
+        return None
+    name = name.strip()
+    price = str(price)
+    if not name or len(name) > 200 or not _PLAIN_PRICE.fullmatch(price):
+        return None
+    quantity = data.get("quantity")
+    if quantity is None or quantity == "":
+        quantity = 0
+    elif type(quantity) is str and _PLAIN_QUANTITY.fullmatch(quantity):
+        quantity = int(quantity)
+    elif type(quantity) is not int or not 0 <= quantity < 10**9:
+        return None
+    sku, description = data.get("sku"), data.get("description")
+    if sku is not None and (type(sku) is not str or len(sku) > 64):
+        return None
+    if description is not None and (type(description) is not str or len(description) > 2000):
+        return None
+    sku, description = sku or None, description or None  # an empty CSV cell is no value
+    return name, price, quantity, sku, description
 
 
 def _name_error(row: int, raw: Any) -> RowError:
