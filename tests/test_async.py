@@ -77,7 +77,7 @@ def test_each_thread_has_its_own_loop(mini):
         t.join()
     assert len(set(results)) == 3
     # Each thread keeps its loop open for the next request it serves.
-    assert not aio.thread_runner().get_loop().is_closed()
+    assert not aio.thread_loop().is_closed()
 
 
 def test_exceptions_in_coroutines_become_problems(mini):
