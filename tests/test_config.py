@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import ssl
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -139,3 +142,28 @@ def test_every_variable_the_service_reads_is_in_the_readme():
     first_cells = re.findall(r"^\| ([^|]+)\|", readme, flags=re.M)
     documented = {n for cell in first_cells for n in re.findall(r"`([A-Z][A-Z0-9_]+)`", cell)}
     assert names <= documented, names - documented
+
+
+def test_a_heroku_style_postgres_url_connects(database_url, tmp_path):
+    if not database_url.startswith("postgresql"):
+        pytest.skip("needs TEST_DATABASE_URL=postgresql://…")
+    heroku_url = "postgres://" + database_url.split("://", 1)[1]
+    script = (
+        "from sqlalchemy import text\n"
+        "from app import create_app\n"
+        "from app.extensions import db\n"
+        "app = create_app()\n"
+        "with app.app_context():\n"
+        "    print(db.engine.dialect.driver, db.session.execute(text('SELECT 1')).scalar())\n"
+    )
+    env = {**os.environ, "DATABASE_URL": heroku_url, "SECRET_KEY": "x" * 40}
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-2:] == ["psycopg", "1"]
