@@ -1,0 +1,3 @@
+from benchmarks.imports.run import main
+
+raise SystemExit(main())

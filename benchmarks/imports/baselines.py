@@ -1,0 +1,97 @@
+"""What the same rows cost without the service: the raw ceiling and the naive ORM way.
+
+Only the insert is timed (the file is read into tuples first): a ceiling for the
+database work alone, measured in the same run as the end-to-end figures.
+"""
+
+from __future__ import annotations
+
+import csv
+import sqlite3
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import psycopg
+
+BATCH = 5000
+
+
+def read_rows(path: Path) -> list[tuple]:
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        next(reader)
+        return [(n, p, int(q), s, d) for n, p, q, s, d in reader]
+
+
+def _batches(rows: list[tuple]) -> Iterator[list[tuple]]:
+    for start in range(0, len(rows), BATCH):
+        yield rows[start : start + BATCH]
+
+
+def sqlite_executemany(path: Path, rows: list[tuple]) -> float:
+    """Rows/s of plain ``sqlite3`` executemany into an empty table (WAL, as the service)."""
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("DROP TABLE IF EXISTS raw_items")
+    conn.execute(
+        "CREATE TABLE raw_items (name TEXT, price REAL, quantity INTEGER, sku TEXT, "
+        "description TEXT)"
+    )
+    data = [(n, float(p), q, s, d) for n, p, q, s, d in rows]
+    started = time.perf_counter()
+    for batch in _batches(data):
+        conn.executemany("INSERT INTO raw_items VALUES (?, ?, ?, ?, ?)", batch)
+        conn.commit()
+    elapsed = time.perf_counter() - started
+    conn.execute("DROP TABLE raw_items")
+    conn.close()
+    return len(rows) / elapsed
+
+
+def pg_copy(url: str, rows: list[tuple]) -> float:
+    """Rows/s of psycopg ``COPY`` into an empty table."""
+    with psycopg.connect(url) as conn:
+        conn.execute("DROP TABLE IF EXISTS raw_items")
+        conn.execute(
+            "CREATE TABLE raw_items (name text, price numeric(12, 2), quantity integer, "
+            "sku text, description text)"
+        )
+        conn.commit()
+        started = time.perf_counter()
+        with conn.cursor() as cur, cur.copy("COPY raw_items FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        conn.commit()
+        elapsed = time.perf_counter() - started
+        conn.execute("DROP TABLE raw_items")
+        conn.commit()
+    return len(rows) / elapsed
+
+
+def orm_add_all(app, store_id: int, rows: list[tuple]) -> float:
+    """Rows/s of the naive way: ORM ``Item`` objects, ``add_all``, a commit per batch."""
+    from app.extensions import db
+    from app.models import Item
+
+    with app.app_context():
+        started = time.perf_counter()
+        for batch in _batches(rows):
+            db.session.add_all(
+                Item(
+                    store_id=store_id,
+                    name=n,
+                    price=Decimal(p),
+                    quantity=q,
+                    sku=s or None,
+                    description=d or None,
+                )
+                for n, p, q, s, d in batch
+            )
+            db.session.commit()
+            db.session.expunge_all()
+        elapsed = time.perf_counter() - started
+        db.session.remove()
+    return len(rows) / elapsed
