@@ -200,7 +200,10 @@ def markdown(report: dict[str, Any], targets: dict[str, float]) -> str:
         f"Python {m['python']}); load average {m['load_average_before']} before, "
         f"{m['load_average_after']} after.",
         "",
-        f"> {m['note']}",
+        f"> {m['note']} Under such load a hit (a Redis round trip, so three processes to "
+        "schedule per request against the baseline's two) waits in the run queue, and with "
+        "10 gthread threads in all its throughput becomes latency-bound: hit ratios swing "
+        "between runs. `reads-runs.jsonl` keeps every run's headline figures.",
         "",
         f"Load: {s['load_generator']}, {s['rounds']} interleaved round(s) of "
         f"{s['seconds_per_run']} s per app (after a 1 s warm-up each), loopback only; "

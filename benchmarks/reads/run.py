@@ -214,6 +214,21 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "reads.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "reads.md").write_text(loadgen.markdown(report, TARGETS))
+    # Every run's headline figures, kept: on a shared machine one run is not the truth.
+    summary = {
+        "when": report["settings"]["when"],
+        "commit": report["settings"]["commit"],
+        "nproc": report["machine"]["nproc"],
+        "load_average": report["machine"]["load_average_before"][:1]
+        + report["machine"]["load_average_after"][:1],
+        "seconds_per_run": seconds,
+        "rounds": rounds,
+        **{k: round(v, 3) for k, v in report["figures"].items()},
+        "stale_reads": report["read_while_writing"]["stale"],
+        "hit_ratio_with_writes": report["read_while_writing"]["hit_ratio"],
+    }
+    with open(out / "reads-runs.jsonl", "a") as history:
+        history.write(json.dumps(summary) + "\n")
     print((out / "reads.md").read_text())
     return 0
 
