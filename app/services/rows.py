@@ -96,6 +96,7 @@ def _csv_rows(text: TextIO) -> Iterator[dict[str, Any] | RowError]:
         columns = csv_columns(header)
         width = len(columns)
         keep = [(i, c) for i, c in enumerate(columns) if c is not None]
+        all_kept = len(keep) == width
         row = 0
         for cells in reader:
             if not cells:  # a blank line is not a row
@@ -108,7 +109,10 @@ def _csv_rows(text: TextIO) -> Iterator[dict[str, Any] | RowError]:
                 continue
             if len(cells) < width:
                 cells = cells + [""] * (width - len(cells))
-            yield {c: cells[i] for i, c in keep}
+            if all_kept:
+                yield dict(zip(columns, cells, strict=True))  # type: ignore[arg-type]
+            else:
+                yield {c: cells[i] for i, c in keep}
     except csv.Error as exc:
         raise FileError(f"The CSV file does not parse (line {reader.line_num}): {exc}.") from exc
 
