@@ -35,25 +35,30 @@ def test_wrong_method_is_405_with_allow(client, method, path, allowed):
     assert method in body["detail"]
 
 
-@pytest.mark.parametrize(
-    "raw",
-    [b"{", b'{"username": "x",}', b"[1, 2", b"nul", b'{"a": "\xff"}', b"[" * 5000 + b"]" * 5000],
-)
-def test_unparsable_json_is_400(client, alice, raw):
-    response = client.post(
-        "/v1/stores", data=raw, content_type="application/json", headers=alice.headers
-    )
-    assert_problem(response, 400)
+UNPARSABLE = [
+    b"{",
+    b'{"username": "x",}',
+    b"[1, 2",
+    b"nul",
+    b'{"a": "\xff"}',
+    b"[" * 5000 + b"]" * 5000,
+]
 
 
-@pytest.mark.parametrize(
-    "content_type", ["text/plain", "application/octet-stream", "image/png", "text/csv"]
-)
-def test_unsupported_media_type_is_415(client, alice, content_type):
-    response = client.post(
-        "/v1/stores", data=b"name=x", content_type=content_type, headers=alice.headers
-    )
-    assert_problem(response, 415)
+def test_unparsable_json_is_400(client, alice):
+    for raw in UNPARSABLE:
+        response = client.post(
+            "/v1/stores", data=raw, content_type="application/json", headers=alice.headers
+        )
+        assert_problem(response, 400, case=raw[:20])
+
+
+def test_unsupported_media_type_is_415(client, alice):
+    for content_type in ("text/plain", "application/octet-stream", "image/png", "text/csv"):
+        response = client.post(
+            "/v1/stores", data=b"name=x", content_type=content_type, headers=alice.headers
+        )
+        assert_problem(response, 415, case=content_type)
 
 
 def test_body_without_content_type_is_415(client):
@@ -61,15 +66,15 @@ def test_body_without_content_type_is_415(client):
     assert_problem(response, 415)
 
 
-@pytest.mark.parametrize(("payload", "field"), [([1, 2], "body"), ("x", "body"), (None, "name")])
-def test_body_that_is_not_an_object_is_422(client, alice, payload, field):
-    response = client.post(
-        "/v1/stores",
-        data=json.dumps(payload),
-        content_type="application/json",
-        headers=alice.headers,
-    )
-    assert_invalid(response, field)
+def test_body_that_is_not_an_object_is_422(client, alice):
+    for payload, field in (([1, 2], "body"), ("x", "body"), (None, "name")):
+        response = client.post(
+            "/v1/stores",
+            data=json.dumps(payload),
+            content_type="application/json",
+            headers=alice.headers,
+        )
+        assert_invalid(response, field, case=payload)
 
 
 def test_too_large_body_is_413(client, app):
@@ -223,10 +228,11 @@ def test_nul_characters_are_422(client, alice, store):
     assert_problem(client.get("/v1/users/a%00b"), 404)
 
 
-@pytest.mark.parametrize("big", [2**31, 2**63, 10**30])
-def test_ids_beyond_the_column_are_404(client, alice, big):
-    assert_problem(client.get(f"/v1/stores/{big}"), 404)
-    assert_problem(client.get(f"/v1/stores/{big}/items"), 404)
-    assert_problem(client.get(f"/v1/items/{big}"), 404)
-    assert_problem(client.patch(f"/v1/items/{big}", json={"price": 1}, headers=alice.headers), 404)
-    assert_problem(client.delete(f"/v1/stores/{big}", headers=alice.headers), 404)
+def test_ids_beyond_the_column_are_404(client, alice):
+    for big in (2**31, 2**63, 10**30):
+        assert_problem(client.get(f"/v1/stores/{big}"), 404, case=big)
+        assert_problem(client.get(f"/v1/stores/{big}/items"), 404, case=big)
+        assert_problem(client.get(f"/v1/items/{big}"), 404, case=big)
+        response = client.patch(f"/v1/items/{big}", json={"price": 1}, headers=alice.headers)
+        assert_problem(response, 404, case=big)
+        assert_problem(client.delete(f"/v1/stores/{big}", headers=alice.headers), 404, case=big)
