@@ -10,9 +10,9 @@ they were rendered at, with the name of the generation key it belongs to.
 Generations. ``rg:s:<store id>`` belongs to a store (its reads, its items list, its
 items); ``rg:all`` to every store (the stores list shows item counts and names). A
 write bumps both after its transaction commits (``catalog.on_store_write``; bulk
-imports call ``catalog.store_changed``). A generation is a random token, not a counter:
-a generation key lost to a restart or an eviction comes back as a fresh token, so it can
-never make an old entry match again.
+imports call ``catalog.store_changed``). A generation is a token never used before (a
+random one per bump), not a counter: a generation key lost to a restart or an eviction
+comes back as a fresh token, so it can never make an old entry match again.
 
 Never stale. A miss reads the generation it depends on *before* the query (the store's
 when the URL names it, else ``rg:all``), renders, and stores the bytes only if that
@@ -36,7 +36,9 @@ standalone Redis (Heroku's), not on Redis Cluster.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
+import os
 import secrets
 import threading
 import time
@@ -117,8 +119,24 @@ def store_gen_key(store_id: int) -> str:
     return f"rg:s:{store_id}"
 
 
+# Tokens: a random prefix per process and a counter, unique without a syscall per call
+# (one is drawn for every lookup, in case the generation has to be created). A forked
+# child (Celery's prefork pool) draws its own prefix: it must never repeat its parent's.
+_token_prefix = ""
+_token_counter = itertools.count()
+
+
+def _new_token_prefix() -> None:
+    global _token_prefix, _token_counter
+    _token_prefix, _token_counter = secrets.token_hex(8), itertools.count()
+
+
+_new_token_prefix()
+os.register_at_fork(after_in_child=_new_token_prefix)
+
+
 def new_token() -> str:
-    return secrets.token_hex(8)
+    return f"{_token_prefix}{next(_token_counter):x}"
 
 
 def etag_of(body: bytes) -> str:
@@ -229,8 +247,8 @@ class ReadCache:
     def _bump_now(self, store_ids: Iterable[int]) -> None:
         pipe = self.redis.pipeline(transaction=True)
         for store_id in store_ids:
-            pipe.set(store_gen_key(store_id), new_token())
-        pipe.set(GLOBAL_GEN, new_token())
+            pipe.set(store_gen_key(store_id), secrets.token_hex(12))
+        pipe.set(GLOBAL_GEN, secrets.token_hex(12))
         pipe.execute()
 
     def _flush_pending(self) -> bool:

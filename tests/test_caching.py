@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import signal
 import threading
 
@@ -9,7 +10,7 @@ import pytest
 import redis
 import requests
 
-from app.caching import GLOBAL_GEN, ReadCache, store_gen_key
+from app.caching import GLOBAL_GEN, ReadCache, new_token, store_gen_key
 from app.extensions import db
 from app.models import Item
 from app.services import catalog
@@ -451,3 +452,22 @@ def test_redis_down_in_process_never_500(client, alice, store, redis_server):
         assert client.get(url).json["name"] == r.json["name"]
     finally:
         redis_server.start()
+
+
+def _child_token(conn) -> None:
+    conn.send(new_token())
+
+
+def test_a_forked_process_never_repeats_its_parents_tokens():
+    """Celery's prefork children are forks: each must draw its own token prefix."""
+    parent = new_token()
+    context = multiprocessing.get_context("fork")
+    tokens = []
+    for _ in range(2):
+        receive, send = context.Pipe(duplex=False)
+        child = context.Process(target=_child_token, args=(send,))
+        child.start()
+        tokens.append(receive.recv())
+        child.join()
+    prefixes = {t[:16] for t in [parent, *tokens]}
+    assert len(prefixes) == 3
