@@ -57,9 +57,11 @@ def _configure_logging(level: str) -> None:
 
 def _trust_proxies(app: Flask, hops: int) -> None:
     # With 0 hops a client's own X-Forwarded-For changes nothing, rate limits included.
+    # The Host header is never taken from X-Forwarded-Host: Heroku's router keeps Host and
+    # passes a client's own X-Forwarded-Host through, which would let it pick our URLs.
     if hops > 0:
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=0, x_port=hops
         )
 
 

