@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Callable
-from typing import Any
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from sqlalchemy import insert, select, update
 
@@ -29,6 +31,7 @@ from app.services.rows import Item, RowError
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 DUPLICATE = "Duplicate name in this file: an earlier row names the same item (it wins)."
 EXISTS = "An item with this name already exists in the store (mode=create)."
 
@@ -65,43 +68,53 @@ class _Run:
         self.store_id, self.mode, self.dry_run = job.store_id, job.mode, job.dry_run
         self.file_format = job.file_format
         self.done = job.processed  # rows committed: the checkpoint
+        self.resume_after = job.processed  # where this run starts (fixed; read by the parser)
+        self.seen: set[int] = set()  # hashes of the names met so far (built by the parser)
+        self.engine = db.engine
         self.created, self.updated, self.failed = job.created, job.updated, job.failed
         self.chunk_rows = conf.import_chunk_rows
         db.session.commit()
 
     def execute(self, should_stop: Callable[[], bool]) -> str:
-        reader = uploads.UploadReader(db.engine, self.job_id)
-        text = io.TextIOWrapper(reader, encoding="utf-8-sig", newline="")
-        seen: set[int] = set()
-        items: list[tuple[int, Item]] = []
-        errors: list[RowError] = []
-        failed_rows = 0
-        row = 0
+        chunks = _read_ahead(self._chunks())
         try:
-            for row, data in enumerate(rows.parse(text, self.file_format), 1):
-                if row <= self.done:  # resuming: committed already; only remember its name
-                    name = rows.valid_name(data.get("name")) if isinstance(data, dict) else None
-                    if name is not None:
-                        seen.add(hash(name))
-                    continue
-                item, row_errors = self._check(row, data, seen)
-                if row_errors:
-                    errors.extend(row_errors)
-                    failed_rows += 1
-                else:
-                    items.append((row, item))  # type: ignore[arg-type]
-                if row - self.done >= self.chunk_rows:
-                    self._commit_chunk(row, items, errors, failed_rows, reader.bytes_read)
-                    items, errors, failed_rows = [], [], 0
-                    stop = self._boundary(should_stop)
-                    if stop:
-                        return stop
+            for row, items, errors, failed_rows, bytes_done in chunks:
+                self._commit_chunk(row, items, errors, failed_rows, bytes_done)
+                stop = self._boundary(should_stop)
+                if stop:
+                    return stop
         except rows.FileError as exc:
             db.session.rollback()
             return self._finish("failed", error=jobs.file_problem(exc.detail))
-        if row > self.done:
-            self._commit_chunk(row, items, errors, failed_rows, reader.bytes_read)
-        return self._finish("succeeded", seen=seen)
+        finally:
+            chunks.close()
+        return self._finish("succeeded", seen=self.seen)
+
+    def _chunks(self) -> Iterator[tuple[int, list[tuple[int, Item]], list[RowError], int, int]]:
+        """The file's rows after the checkpoint, checked, in chunks: ``(last row, items,
+        row errors, failed rows, bytes read)``. Raises ``FileError``."""
+        reader = uploads.UploadReader(self.engine, self.job_id)
+        text = io.TextIOWrapper(reader, encoding="utf-8-sig", newline="")
+        items: list[tuple[int, Item]] = []
+        errors: list[RowError] = []
+        failed_rows, row, start = 0, 0, self.resume_after
+        for row, data in enumerate(rows.parse(text, self.file_format), 1):
+            if row <= self.resume_after:  # committed already: only remember its name
+                name = rows.valid_name(data.get("name")) if isinstance(data, dict) else None
+                if name is not None:
+                    self.seen.add(hash(name))
+                continue
+            item, row_errors = self._check(row, data, self.seen)
+            if row_errors:
+                errors.extend(row_errors)
+                failed_rows += 1
+            else:
+                items.append((row, item))  # type: ignore[arg-type]
+            if row - start >= self.chunk_rows:
+                yield row, items, errors, failed_rows, reader.bytes_read
+                items, errors, failed_rows, start = [], [], 0, row
+        if row > start:
+            yield row, items, errors, failed_rows, reader.bytes_read
 
     @staticmethod
     def _check(row: int, data: Any, seen: set[int]) -> tuple[Item | None, list[RowError]]:
@@ -128,8 +141,14 @@ class _Run:
         """Apply one chunk; its writes, errors and the checkpoint commit together."""
         conn = db.session.connection()
         now = utcnow()
-        apply.stage(conn, [item for _, item in items])
-        existing = apply.existing_names(conn, self.store_id, [it[0] for _, it in items])
+        existing = apply.apply_chunk(
+            conn,
+            self.store_id,
+            [item for _, item in items],
+            now,
+            create_only=self.mode == "create",
+            dry_run=self.dry_run,
+        )
         if self.mode == "create":
             kept = []
             for r, item in items:
@@ -141,14 +160,6 @@ class _Run:
             items, updated = kept, 0
         else:
             updated = sum(1 for _, item in items if item[0] in existing)
-        if not self.dry_run:
-            apply.upsert(
-                conn,
-                self.store_id,
-                [item for _, item in items],
-                now,
-                create_only=self.mode == "create",
-            )
         if errors:
             conn.execute(
                 insert(JobError),
@@ -234,6 +245,50 @@ class _Run:
             if not self.dry_run:
                 apply.delete_ids(conn, absent)
         return deleted
+
+
+def _read_ahead(source: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """``source``'s items, produced ``depth`` ahead in a thread of their own.
+
+    Parsing and checking the next chunk (Python) then overlaps the database's work on
+    this one (the drivers release the GIL while they wait). Exceptions reach the
+    consumer in order, after the chunks before them; closing the generator stops the
+    producer.
+    """
+    channel: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(entry: tuple[bool, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                channel.put(entry, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in source:
+                if not put((True, item)):
+                    return
+            put((False, None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            put((False, exc))
+
+    thread = threading.Thread(target=produce, name="import-parser", daemon=True)
+    thread.start()
+    try:
+        while True:
+            more, value = channel.get()
+            if not more:
+                if value is not None:
+                    raise value
+                return
+            yield value
+    finally:
+        stop.set()
+        thread.join(timeout=10)
 
 
 def _announce(store_id: int) -> None:

@@ -341,14 +341,13 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def percent(job: Job) -> float:
+    """The share of the file read (``total`` is unknown until the end); 100 on success."""
     if job.status == "succeeded":
         return 100.0
-    if job.total:
-        return round(100.0 * job.processed / job.total, 1)
     if not job.upload_bytes:
         return 0.0
-    # Until the parser reaches the end, the share of the file read is the best measure.
-    return min(99.9, round(100.0 * job.bytes_done / job.upload_bytes, 1))
+    share = round(100.0 * job.bytes_done / job.upload_bytes, 1)
+    return min(99.9 if job.status in ACTIVE else 100.0, share)
 
 
 def to_dict(job: Job) -> dict[str, Any]:
