@@ -73,6 +73,7 @@ NOT_STORED = frozenset(
     {"content-length", "x-request-id", "etag", "cache-control", "x-cache", "date", "server"}
 )
 ENVIRON_SNAPSHOT = "stores.read_cache.snapshot"
+_LUA = object()  # a plain lookup could not decide: ask the Lua script
 
 # KEYS: entry. ARGV: If-None-Match ("" if none). -> false | {headers, etag[, body]}
 LOOKUP_SCRIPT = """
@@ -211,6 +212,7 @@ class ReadCache:
         # no request context, so it uses the answers the Flask path has already computed.
         self._formats_memo: dict[tuple[tuple[str, ...], str | None, str], str] = {}
         self._routes: dict[str, tuple[Policy, dict[str, Any]] | None] = {}
+        self._item_stores: dict[int, int] = {}
         self._adapter: MapAdapter | None = None
         # Called with the entry key after a miss rendered and before it is stored: tests
         # use it to commit a write at exactly that moment.
@@ -321,9 +323,24 @@ class ReadCache:
     # --- reads ------------------------------------------------------------------------
 
     def lookup(
-        self, key: str, if_none_match: str, snapshot_key: str | None = None
+        self,
+        key: str,
+        if_none_match: str,
+        snapshot_key: str | None = None,
+        dep_key: str | None = None,
     ) -> Hit | str | None:
-        """A hit; else, with ``snapshot_key``, the generation token to store a miss against."""
+        """A hit; else, with ``snapshot_key``, the generation token to store a miss against.
+
+        With ``dep_key`` (the generation the entry belongs to, known from the URL) this is
+        two plain commands in one round trip: the entry is a hit only if it names
+        ``dep_key`` and holds the token read in the same round trip, which was current at
+        that moment. Lua (about twice Redis's CPU per call) is left for the rest: an item
+        whose store this process has not seen yet, a generation that must be created.
+        """
+        if dep_key is not None:
+            found = self._plain_lookup(key, if_none_match, dep_key, snapshot_key)
+            if found is not _LUA:
+                return found  # type: ignore[return-value]
         if snapshot_key is None:
             found = self._run(self._lookup, (key,), (if_none_match,))
         else:
@@ -337,29 +354,72 @@ class ReadCache:
         body = found[2] if len(found) > 2 else None
         return Hit(_unpack_headers(found[0]), found[1].decode(), body)
 
+    def _plain_lookup(
+        self, key: str, if_none_match: str, dep_key: str, snapshot_key: str | None
+    ) -> Hit | str | object | None:
+        gens = [dep_key] if snapshot_key in (None, dep_key) else [dep_key, snapshot_key]
+        replies = self._roundtrip(
+            [("HMGET", key, "d", "g", "h", "e", "b"), *(("GET", gen) for gen in gens)]
+        )
+        (named, token, headers, etag, body), current = replies[0], replies[1]
+        current_entry = named is not None and named.decode() == dep_key and token == current
+        if current_entry and current is not None:
+            tag = etag.decode()
+            matched = _inm_matches(if_none_match, tag)
+            return Hit(_unpack_headers(headers), tag, None if matched else body)
+        if snapshot_key is None:
+            return None
+        snapshot = replies[-1]
+        return snapshot.decode() if snapshot is not None else _LUA  # Lua creates it
+
     def _run(self, script: Script, keys: tuple[str, ...], args: tuple[str, ...]) -> Any:
-        """EVALSHA on a pooled connection directly: the hit path's one round trip without
-        redis-py's per-command wrappers (a measurable share of a hit's CPU)."""
+        try:
+            return self._roundtrip([("EVALSHA", script.sha, len(keys), *keys, *args)])[0]
+        except redis.exceptions.NoScriptError:  # Redis restarted: scripts are gone
+            return self._roundtrip([("EVAL", script.script, len(keys), *keys, *args)])[0]
+
+    def _roundtrip(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Commands sent together on a pooled connection, replies read: one round trip,
+        without redis-py's per-command wrappers (a measurable share of a hit's CPU)."""
         pool = self.redis.connection_pool
         for attempt in (1, 2):
             conn = pool.get_connection()
             try:
-                try:
-                    conn.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
-                    return conn.read_response()
-                except redis.exceptions.NoScriptError:  # Redis restarted: scripts are gone
-                    conn.send_command("EVAL", script.script, len(keys), *keys, *args)
-                    return conn.read_response()
+                conn.send_packed_command(conn.pack_commands(commands))
+                return [conn.read_response() for _ in commands]
             except redis.ConnectionError:
                 conn.disconnect()
                 if attempt == 2:  # one retry: a pooled connection may predate a restart
                     raise
             except BaseException:
-                conn.disconnect()
+                conn.disconnect()  # replies may be left unread: never reuse it
                 raise
             finally:
                 pool.release(conn)
         raise AssertionError("unreachable")
+
+    # --- dependencies -----------------------------------------------------------------
+
+    def expected_dep(self, view_args: dict[str, Any]) -> str | None:
+        """The generation a read's entry belongs to, if known before running the view."""
+        if "store_id" in view_args:
+            return store_gen_key(view_args["store_id"])
+        if "item_id" in view_args:
+            store_id = self._item_stores.get(view_args["item_id"])
+            return store_gen_key(store_id) if store_id is not None else None
+        return GLOBAL_GEN
+
+    def dependency_key(self, view_args: dict[str, Any]) -> str:
+        """The generation an entry belongs to, known once the view has run."""
+        if "item_id" in view_args:
+            # Already in this request's identity map: no query. Items never change store
+            # (an id reused by another store is caught: the entry names its generation).
+            store_id = catalog.get_item(view_args["item_id"]).store_id
+            if len(self._item_stores) > 100_000:
+                self._item_stores.clear()
+            self._item_stores[view_args["item_id"]] = store_id
+            return store_gen_key(store_id)
+        return self.expected_dep(view_args) or GLOBAL_GEN
 
     def store(self, key: str, snapshot: tuple[str, str], dep_key: str, response: Response) -> bool:
         for hook in self.before_store:
@@ -430,7 +490,9 @@ def serve_fast(
     key = entry_key(environ, fmt, query)
     snapshot_key = _snapshot_key(args)
     try:
-        found = cache.lookup(key, environ.get("HTTP_IF_NONE_MATCH", ""), snapshot_key)
+        found = cache.lookup(
+            key, environ.get("HTTP_IF_NONE_MATCH", ""), snapshot_key, cache.expected_dep(args)
+        )
     except redis.RedisError as exc:
         cache._failed(exc, "lookup")
         return None
@@ -450,16 +512,6 @@ def serve_fast(
 def _snapshot_key(view_args: dict[str, Any]) -> str:
     store_id = view_args.get("store_id")
     return store_gen_key(store_id) if store_id is not None else GLOBAL_GEN
-
-
-def _dependency_key(view_args: dict[str, Any]) -> str:
-    """The generation an entry belongs to, known once the view has run."""
-    if "store_id" in view_args:
-        return store_gen_key(view_args["store_id"])
-    if "item_id" in view_args:
-        # Already in this request's identity map: no query. Items never change store.
-        return store_gen_key(catalog.get_item(view_args["item_id"]).store_id)
-    return GLOBAL_GEN
 
 
 def _mark(response: Response, x_cache: str) -> Response:
@@ -518,7 +570,12 @@ def _serve(view: Callable[..., Any], policy: Policy, args: tuple, kwargs: dict) 
     try:
         if snapshot is None or snapshot[0] != key:
             snapshot_key = _snapshot_key(view_args)
-            found = cache.lookup(key, request.headers.get("If-None-Match", ""), snapshot_key)
+            found = cache.lookup(
+                key,
+                request.headers.get("If-None-Match", ""),
+                snapshot_key,
+                cache.expected_dep(view_args),
+            )
             if isinstance(found, Hit):
                 return _hit_response(found)
             snapshot = (key, snapshot_key, found)
@@ -531,7 +588,7 @@ def _serve(view: Callable[..., Any], policy: Policy, args: tuple, kwargs: dict) 
     _mark(response, "MISS")
     if request.method == "GET" and snapshot[2] is not None and _cacheable(response, fmt):
         try:
-            cache.store(key, (snapshot[1], snapshot[2]), _dependency_key(view_args), response)
+            cache.store(key, (snapshot[1], snapshot[2]), cache.dependency_key(view_args), response)
         except redis.RedisError as exc:
             cache._failed(exc, "store")
     return _conditional(response)

@@ -25,12 +25,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psutil
+import redis
 import requests
 
-from benchmarks.reads import loadgen
+from benchmarks.reads import cpu, loadgen
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -107,14 +110,30 @@ def ensure_wrk() -> str | None:
     return shutil.which("wrk")
 
 
-def measure(url: str, seconds: float, wrk: str | None) -> dict[str, Any]:
-    """``url`` may end with ``#bypass``: then requests carry credentials (cache bypassed)."""
+def server_cpu(pids: list[int]) -> float:
+    """CPU time (user + system) used so far by these processes and their children."""
+    total = 0.0
+    for pid in pids:
+        parent = psutil.Process(pid)
+        for proc in (parent, *parent.children(recursive=True)):
+            times = proc.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def measure(url: str, seconds: float, wrk: str | None, pids: list[int]) -> dict[str, Any]:
+    """One measured run (after a warm-up), with the CPU the server side spent per request
+    (gunicorn's processes and redis-server: ``pids``). ``url`` may end with ``#bypass``:
+    then requests carry credentials (the cache is bypassed)."""
     url, _, flag = url.partition("#")
     headers = {"Authorization": "Bearer bench"} if flag == "bypass" else None
     run = loadgen.wrk_run if wrk else loadgen.python_run
     args = (wrk, url) if wrk else (url,)
     run(*args, 1, 32, headers)  # type: ignore[operator]  # warm-up: connections, loops
-    return run(*args, seconds, 32, headers)  # type: ignore[operator]
+    before = server_cpu(pids)
+    result = run(*args, seconds, 32, headers)  # type: ignore[operator]
+    result["server_cpu_us"] = (server_cpu(pids) - before) / max(1, result["requests"]) * 1e6
+    return result
 
 
 def seed(base: str) -> dict[str, Any]:
@@ -145,17 +164,19 @@ def x_cache(url: str) -> list[str]:
 
 
 def side_by_side(
-    pairs: dict[str, str], rounds: int, seconds: float, wrk: str | None
+    pairs: dict[str, tuple[str, list[int]]], rounds: int, seconds: float, wrk: str | None
 ) -> dict[str, list[dict[str, Any]]]:
     """Each app measured in turn, round after round, so drifting load hits all alike."""
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in pairs}
     for r in range(rounds):
-        for name, url in pairs.items():
-            result = measure(url, seconds, wrk)
+        for name, (url, pids) in pairs.items():
+            result = measure(url, seconds, wrk, pids)
             runs[name].append(result)
-            rps, p99, errors = result["rps"], result["p99_ms"], result["errors"]
+            rps, p99, cpu_us = result["rps"], result["p99_ms"], result["server_cpu_us"]
             print(
-                f"  round {r + 1} {name:>15}: {rps:7.0f} req/s  p99 {p99:.2f} ms  non-2xx {errors}"
+                f"  round {r + 1} {name:>15}: {rps:7.0f} req/s  p99 {p99:6.2f} ms  "
+                f"server CPU {cpu_us:6.0f} us/req  non-2xx {result['errors']}",
+                flush=True,
             )
     return runs
 
@@ -164,6 +185,51 @@ def ratio(runs: list[dict[str, Any]], baseline: list[dict[str, Any]]) -> float:
     """Median over rounds of the ratio within each round (runs seconds apart share the
     machine's load of the moment, so each round compares like with like)."""
     return statistics.median(a["rps"] / b["rps"] for a, b in zip(runs, baseline, strict=True))
+
+
+def cpu_ratio(runs: list[dict[str, Any]], baseline: list[dict[str, Any]]) -> float:
+    """Baseline's server CPU per request over this app's (above 1: cheaper), median."""
+    pairs = zip(runs, baseline, strict=True)
+    return statistics.median(b["server_cpu_us"] / a["server_cpu_us"] for a, b in pairs)
+
+
+def cpu_per_request(
+    env: dict[str, str], workdir: Path, page: str, *, rounds: int, seconds: float
+) -> dict[str, dict[str, float]]:
+    """The same comparisons as CPU time per request (see ``cpu.py``): robust to load."""
+    os.environ["BENCH_BODY_FILE"] = str(workdir / "body.json")
+    from app import create_app
+    from benchmarks.reads import apps
+
+    keys = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "RATELIMIT_ENABLED", "LOG_LEVEL")
+    service = create_app({k: env[k] for k in keys})
+    read_cache = service.extensions["read_cache"]
+
+    client = redis.Redis.from_url(env["REDIS_URL"])
+
+    def ttl(value: int) -> Callable[[], None]:
+        def setup() -> None:
+            read_cache.ttl = value
+            if value == 0:  # no entry left from the hit case: every read misses
+                for key in client.scan_iter("rc:*"):
+                    client.delete(key)
+
+        return setup
+
+    cases = {
+        "baseline": cpu.Case(apps.baseline, "/page", uses_redis=False),
+        "hit": cpu.Case(service, page, setup=ttl(300)),
+        "miss": cpu.Case(service, page, setup=ttl(0)),
+        "bypass": cpu.Case(service, page, {"Authorization": "Bearer bench"}, setup=ttl(300)),
+        "def": cpu.Case(apps.def_view, "/page", uses_redis=False),
+        "async": cpu.Case(apps.async_view, "/page", uses_redis=False),
+        "stock_async": cpu.Case(apps.stock_async_view, "/page", uses_redis=False),
+    }
+    ttl(300)()
+    cpu.headers_of(cases["hit"])
+    if cpu.headers_of(cases["hit"]).get("X-Cache") != "HIT":
+        raise RuntimeError("in-process hit check failed")
+    return cpu.compare(cases, rounds=rounds, seconds=seconds, redis_client=client)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds = args.seconds or (2 if args.quick else 5)
     rounds = args.rounds or (2 if args.quick else 4)
     write_seconds = args.write_seconds or (10 if args.quick else 60)
+    cpu_seconds = 0.3 if args.quick else 1.0
     started = time.monotonic()
     wrk = ensure_wrk()
     load_before = os.getloadavg()
@@ -184,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-reads-") as tmp:
         workdir = Path(tmp)
         try:
-            report = _run(workdir, servers, wrk, seconds, rounds, write_seconds)
+            report = _run(workdir, servers, wrk, seconds, rounds, write_seconds, cpu_seconds)
         finally:
             for server in reversed(servers):
                 server.stop()
@@ -240,6 +307,7 @@ def _run(
     seconds: float,
     rounds: int,
     write_seconds: float,
+    cpu_seconds: float,
 ) -> dict[str, Any]:
     redis_port = free_port()
     redis_args = ["--port", str(redis_port), "--bind", "127.0.0.1", "--save", ""]
@@ -260,9 +328,13 @@ def _run(
         cwd=ROOT, env=env, check=True, capture_output=True,
     )  # fmt: skip
 
+    redis_pid = servers[0].proc.pid
+    pids: dict[str, list[int]] = {}
+
     def start(spec: str, name: str, probe: str = "/healthz", **extra: str) -> str:
         server, base = gunicorn(spec, {**env, **extra}, workdir, name, probe)
         servers.append(server)
+        pids[base] = [server.proc.pid, redis_pid]  # the server side of every request
         return base
 
     print("starting servers", flush=True)
@@ -297,23 +369,29 @@ def _run(
     print(f"reads: {rounds} round(s) of {seconds}s per app, 32 connections", flush=True)
     reads = side_by_side(
         {
-            "baseline": baseline + "/page",
-            "hit": cached + page,
-            "miss": uncached + page,
-            "bypass": cached + page + "#bypass",
-            "hit_ratelimited": limited + page,
+            "baseline": (baseline + "/page", pids[baseline]),
+            "hit": (cached + page, pids[cached]),
+            "miss": (uncached + page, pids[uncached]),
+            "bypass": (cached + page + "#bypass", pids[cached]),
+            "hit_ratelimited": (limited + page, pids[limited]),
         },
         rounds, seconds, wrk,
     )  # fmt: skip
     print("async: the same view written def and async def", flush=True)
     views = side_by_side(
-        {"def": def_app + "/page", "async": async_app + "/page", "stock_async": stock + "/page"},
+        {
+            "def": (def_app + "/page", pids[def_app]),
+            "async": (async_app + "/page", pids[async_app]),
+            "stock_async": (stock + "/page", pids[stock]),
+        },
         rounds, seconds, wrk,
     )  # fmt: skip
     print(f"writes: {write_seconds}s of reads with a write every 100 ms", flush=True)
     consistency = loadgen.read_while_writing(
         cached, page, data, seconds=write_seconds, readers=8, write_every=0.1
     )
+    print("CPU per request, in process (WSGI level)", flush=True)
+    cpu_costs = cpu_per_request(env, workdir, page, rounds=max(1, rounds - 1), seconds=cpu_seconds)
     base = reads["baseline"]
     return {
         "body_bytes": len(body),
@@ -330,8 +408,15 @@ def _run(
             "stock_async_vs_def": ratio(views["stock_async"], views["def"]),
             "hit_p99_ms_32_connections": statistics.median(r["p99_ms"] for r in reads["hit"]),
             "baseline_p99_ms_32_connections": statistics.median(r["p99_ms"] for r in base),
+            "cpu_hit_vs_baseline": cpu_ratio(reads["hit"], base),
+            "cpu_miss_vs_baseline": cpu_ratio(reads["miss"], base),
+            "cpu_async_vs_def": cpu_ratio(views["async"], views["def"]),
+            "wsgi_cpu_hit_vs_baseline": cpu_costs["baseline"]["total_us"]
+            / cpu_costs["hit"]["total_us"],
+            "wsgi_cpu_async_vs_def": cpu_costs["def"]["total_us"] / cpu_costs["async"]["total_us"],
         },
         "read_while_writing": consistency,
+        "cpu_per_request_us": cpu_costs,
     }
 
 
