@@ -19,7 +19,8 @@ when the URL names it, else ``rg:all``), renders, and stores the bytes only if t
 generation is still the same, atomically (``STORE_SCRIPT``). A write that committed
 after the snapshot has bumped it (store refused) or will (entry dead on arrival).
 
-Hits are one round trip (``LOOKUP_SCRIPT``: entry and its generation checked together).
+Hits are one round trip: the entry and its generation's current token read together
+(``HMGET`` + ``GET`` when the URL names the generation, else ``LOOKUP_SCRIPT``).
 With rate limiting off they are served before Flask dispatches (``serve_fast``, from
 ``StoresFlask.wsgi_app``): no routing hooks, ORM, schema or rendering. With rate
 limiting on, the limiter must count them, so they are served by ``cached`` after
