@@ -12,8 +12,6 @@ from flask_limiter.util import get_remote_address
 from flask_migrate import Migrate
 from flask_smorest import Api
 from flask_sqlalchemy import SQLAlchemy
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
@@ -43,9 +41,6 @@ class RedisClient:
     def init_app(self, app: Flask) -> None:
         settings = app.config["SETTINGS"]
         options: dict[str, Any] = redis_connection_options(settings.redis_url, settings)
-        # One immediate retry (a pooled connection may have died with a Redis restart),
-        # not redis-py's default ten with backoff: callers fail fast and fall back.
-        options.setdefault("retry", Retry(NoBackoff(), 1))
         self._client = redis.Redis.from_url(settings.redis_url, **options)
         app.extensions["redis"] = self
 
