@@ -19,6 +19,7 @@ from app.extensions import db
 from tests.services import (
     Process,
     RedisServer,
+    ping_workers,
     start_web,
     start_worker,
     wait_until,
@@ -185,7 +186,7 @@ def celery_worker(service_env: dict[str, str], app: Flask, tmp_path) -> Iterator
         def answers() -> bool:
             if proc.proc and proc.proc.poll() is not None:
                 raise RuntimeError(f"celery worker exited:\n{proc.output()[-3000:]}")
-            return bool(celery.control.ping(timeout=0.5))
+            return bool(ping_workers(celery))
 
         wait_until(answers, timeout=60, what="celery worker")
         return proc

@@ -181,3 +181,13 @@ def start_worker(env: Mapping[str, str], log: Path, *, concurrency: int = 1) -> 
         env,
         log,
     ).start()
+
+
+def ping_workers(celery, timeout: float = 0.5) -> list[dict]:
+    """Workers' replies to a broadcast ping, over a fresh broker connection (a pooled one
+    may predate a Redis restart done by an earlier test); [] while the broker is away."""
+    try:
+        with celery.connection_for_write() as conn:
+            return celery.control.ping(timeout=timeout, connection=conn) or []
+    except (OSError, redis.RedisError):
+        return []
