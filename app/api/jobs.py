@@ -99,4 +99,5 @@ class JobEvents(MethodView):
         response = Response(stream_with_context(events), mimetype="text/event-stream")
         response.headers["Cache-Control"] = "no-cache"
         response.headers["X-Accel-Buffering"] = "no"
+        response.vary.add("Accept")
         return response

@@ -37,23 +37,11 @@ _PG_UPSERT = (
     "updated_at) SELECT %s, name, price, quantity, sku, description, %s, %s "
     "FROM import_stage ON CONFLICT (store_id, name) DO {action}"
 )
-_PG_EXISTING = (
-    "SELECT s.name FROM import_stage s JOIN items i ON i.store_id = %s AND i.name = s.name"
-)
-
-
-_PG_UPDATE = (
-    "UPDATE items AS i SET price = s.price, quantity = s.quantity, sku = s.sku, "
-    "description = s.description, updated_at = %s FROM import_stage AS s "
-    "WHERE i.store_id = %s AND i.name = s.name RETURNING i.name"
-)
-_PG_INSERT_NEW = (
-    "INSERT INTO items (store_id, name, price, quantity, sku, description, created_at, "
-    "updated_at) SELECT %s, s.name, s.price, s.quantity, s.sku, s.description, %s, %s "
-    "FROM import_stage AS s{where}"
-)
+# An anti-join: the staged names the store does NOT have. Its plan is always the staged
+# rows each probing the unique index (a semi-join could be turned around by the planner).
 _PG_ABSENT = (
-    " WHERE NOT EXISTS (SELECT 1 FROM items AS i WHERE i.store_id = %s AND i.name = s.name)"
+    "SELECT s.name FROM import_stage AS s WHERE NOT EXISTS "
+    "(SELECT 1 FROM items AS i WHERE i.store_id = %s AND i.name = s.name)"
 )
 
 
@@ -73,24 +61,9 @@ def apply_chunk(
     if not items:
         return set()
     stage(conn, items)
-    if conn.dialect.name == "postgresql" and not (dry_run or create_only):
-        return _pg_update_then_insert(conn, store_id, len(items), now.replace(tzinfo=None))
     existing = existing_names(conn, store_id, [item[0] for item in items])
     if not dry_run:
         upsert(conn, store_id, items, now, create_only=create_only)
-    return existing
-
-
-def _pg_update_then_insert(conn: Connection, store_id: int, count: int, now: datetime) -> set[str]:
-    """An UPDATE ... FROM and a plain INSERT: a third cheaper than ``ON CONFLICT DO UPDATE``
-    (no speculative insertion), and the UPDATE's RETURNING names what existed. A name
-    another client adds in between makes the INSERT fail: the chunk rolls back and the
-    job resumes from its checkpoint (it cannot be counted twice)."""
-    existing = {row[0] for row in conn.exec_driver_sql(_PG_UPDATE, (now, store_id))}
-    if len(existing) < count:
-        where = _PG_ABSENT if existing else ""  # nothing existed: insert every staged row
-        params = (store_id, now, now, store_id) if existing else (store_id, now, now)
-        conn.exec_driver_sql(_PG_INSERT_NEW.format(where=where), params)
     return existing
 
 
@@ -110,6 +83,12 @@ def stage(conn: Connection, items: Sequence[Item]) -> None:
     raw = conn.connection.driver_connection  # psycopg 3, same transaction as ``conn``
     with raw.cursor() as cur:  # type: ignore[union-attr]
         cur.execute("SET LOCAL synchronous_commit TO OFF")
+        # The name lookups must probe the unique index row by row. With statistics taken
+        # while the store was small (autovacuum lags a bulk load), the planner would rather
+        # hash the whole store on every chunk: quadratic over a large import.
+        cur.execute("SET LOCAL enable_hashjoin TO OFF")
+        cur.execute("SET LOCAL enable_mergejoin TO OFF")
+        cur.execute("SET LOCAL enable_material TO OFF")
         cur.execute(_PG_STAGE)
         with cur.copy(
             "COPY import_stage (name, price, quantity, sku, description) FROM STDIN"
@@ -123,7 +102,8 @@ def existing_names(conn: Connection, store_id: int, names: Sequence[str]) -> set
     if not names:
         return set()
     if conn.dialect.name == "postgresql":
-        result = conn.exec_driver_sql(_PG_EXISTING, (store_id,))
+        absent = {row[0] for row in conn.exec_driver_sql(_PG_ABSENT, (store_id,))}
+        return set(names) - absent
     else:
         result = conn.exec_driver_sql(_SQLITE_EXISTING, (store_id, orjson.dumps(names).decode()))
     return {row[0] for row in result}
