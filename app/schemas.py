@@ -16,15 +16,20 @@ MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
 
 
+def utc_iso(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a ``Z`` suffix (naive datetimes are UTC)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
 class UTCDateTimeField(fields.Field):
     """ISO 8601 in UTC with a ``Z`` suffix."""
 
     def _serialize(self, value: datetime | None, attr: str | None, obj: Any, **kwargs: Any):
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        return utc_iso(value)
 
 
 class IntegerField(fields.Integer):
@@ -170,6 +175,43 @@ class ItemSchema(Schema):
     description = fields.String(allow_none=True)
     created_at = UTCDateTimeField()
     updated_at = UTCDateTimeField()
+
+
+CENT = Decimal("0.01")
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def dump_store(store: Any) -> dict[str, Any]:
+    """``StoreSchema().dump(store)`` without marshmallow's per-field machinery: lists are
+    the hot path of a cache miss. tests/test_schemas.py keeps the two identical."""
+    return {
+        "id": store.id,
+        "name": _text(store.name),
+        "owner": _text(store.owner),
+        "item_count": store.item_count,
+        "created_at": utc_iso(store.created_at),
+        "updated_at": utc_iso(store.updated_at),
+    }
+
+
+def dump_item(item: Any) -> dict[str, Any]:
+    """``ItemSchema().dump(item)`` without marshmallow's per-field machinery (see
+    ``dump_store``)."""
+    price = item.price
+    return {
+        "id": item.id,
+        "store_id": item.store_id,
+        "name": _text(item.name),
+        "price": None if price is None else Decimal(str(price)).quantize(CENT),
+        "quantity": item.quantity,
+        "sku": _text(item.sku),
+        "description": _text(item.description),
+        "created_at": utc_iso(item.created_at),
+        "updated_at": utc_iso(item.updated_at),
+    }
 
 
 class ItemInputSchema(InputSchema):

@@ -15,21 +15,21 @@ from app.schemas import (
     ItemPatchSchema,
     ItemSchema,
     ProblemSchema,
+    dump_item,
 )
 from app.services import catalog
 
 blp = Blueprint("items", __name__, url_prefix="/v1", description="Items of a store")
-item_schema = ItemSchema()
 ITEM_CSV_COLUMNS = tuple(ItemSchema().fields)
 
 
 def render_item(item, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return negotiation.render(item_schema.dump(item), status, headers, resource="item")
+    return negotiation.render(dump_item(item), status, headers, resource="item")
 
 
 def items_csv(store, *, sort: str, filters: dict) -> Response:
     """Every matching item as CSV, streamed in keyset batches (memory stays flat)."""
-    rows = (item_schema.dump(i) for i in catalog.iter_items(store, sort=sort, **filters))
+    rows = (dump_item(i) for i in catalog.iter_items(store, sort=sort, **filters))
     filename = f"store-{store.id}-items.csv"
     return negotiation.csv_response(ITEM_CSV_COLUMNS, rows, filename=filename)
 
@@ -49,7 +49,7 @@ class StoreItems(MethodView):
         page = catalog.list_items(
             store, **filters, sort=args["sort"], limit=args["limit"], cursor=args.get("cursor")
         )
-        return list_response("items", item_schema.dump(page.rows, many=True), page)
+        return list_response("items", [dump_item(i) for i in page.rows], page)
 
     @jwt_required()
     @blp.arguments(ItemInputSchema)

@@ -8,7 +8,7 @@ from flask import Blueprint, Response, request, url_for
 
 from app import negotiation
 from app.representations import html
-from app.schemas import ItemSchema
+from app.schemas import dump_item
 from app.services import catalog
 
 blp = Blueprint("pages", __name__)
@@ -32,6 +32,6 @@ def store_items(data: Any) -> dict[str, Any]:
     """A store's page lists its first items."""
     page = catalog.list_items(catalog.get_store(data["id"]), limit=STORE_PAGE_ITEMS, cursor=None)
     return {
-        "items": ItemSchema().dump(page.rows, many=True),
+        "items": [dump_item(i) for i in page.rows],
         "more_items": page.next_cursor is not None,
     }

@@ -15,15 +15,15 @@ from app.schemas import (
     StoreListSchema,
     StorePatchSchema,
     StoreSchema,
+    dump_store,
 )
 from app.services import catalog
 
 blp = Blueprint("stores", __name__, url_prefix="/v1/stores", description="Stores")
-store_schema = StoreSchema()
 
 
 def render_store(store, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return negotiation.render(store_schema.dump(store), status, headers, resource="store")
+    return negotiation.render(dump_store(store), status, headers, resource="store")
 
 
 @blp.route("")
@@ -34,7 +34,7 @@ class Stores(MethodView):
     async def get(self, args: dict) -> Response:
         """List stores"""
         page = catalog.list_stores(q=args.get("q"), limit=args["limit"], cursor=args.get("cursor"))
-        return list_response("stores", store_schema.dump(page.rows, many=True), page)
+        return list_response("stores", [dump_store(s) for s in page.rows], page)
 
     @jwt_required()
     @blp.arguments(StoreInputSchema)
