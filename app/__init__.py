@@ -16,7 +16,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from app import aio, caching, errors, security
 from app.api import register_blueprints
 from app.config import Settings
-from app.extensions import api, db, limiter, migrate, redis_client
+from app.extensions import api, cache, db, limiter, migrate, redis_client
 from app.negotiation import OrjsonProvider
 from app.representations.openapi import MediaTypesPlugin
 from workers import celery_init_app
@@ -75,6 +75,7 @@ def _init_extensions(app: Flask) -> None:
         "connection_pool": redis_client.client.connection_pool
     }
     limiter.init_app(app)
+    cache.init_app(app)
     caching.init_app(app)
     security.init_app(app)
     # The spec lists every media type negotiation serves, not only JSON.

@@ -16,11 +16,12 @@ comes back as a fresh token, so it can never make an old entry match again.
 
 Never stale. A miss reads the generation it depends on *before* the query (the store's
 when the URL names it, else ``rg:all``), renders, and stores the bytes only if that
-generation is still the same, atomically (``STORE_SCRIPT``). A write that committed
+generation is still the same, atomically (``cache_backend.STORE_SCRIPT``). A write that committed
 after the snapshot has bumped it (store refused) or will (entry dead on arrival).
 
 Hits are one round trip: the entry and its generation's current token read together
-(``HMGET`` + ``GET`` when the URL names the generation, else ``LOOKUP_SCRIPT``).
+(``HMGET`` + ``GET`` when the URL names the generation, else a Lua lookup), by
+``cache_backend.ReadCacheBackend``, the flask-caching backend this app's ``Cache`` built.
 With rate limiting off they are served before Flask dispatches (``serve_fast``, from
 ``StoresFlask.wsgi_app``): no routing hooks, ORM, schema or rendering. With rate
 limiting on, the limiter must count them, so they are served by ``cached`` after
@@ -28,19 +29,15 @@ Flask's ``before_request`` hooks; both paths build the same response.
 
 Fails open. Any Redis error opens a short breaker (``BREAKER_SECONDS``): reads go to the
 database, ``X-Cache: MISS``. A bump that fails is kept and retried by a background thread
-until Redis takes it; this process caches nothing while it has bumps pending.
-
-Scripts read the generation key an entry names (not declared in ``KEYS``): fine on a
-standalone Redis (Heroku's), not on Redis Cluster.
+until Redis takes it; this process caches nothing while it has bumps pending. Redis
+errors are caught here, never left to flask-caching's decorators (which re-raise them in
+debug mode): a dead Redis is never a 500, debug or not.
 """
 
 from __future__ import annotations
 
 import hashlib
-import itertools
 import logging
-import os
-import secrets
 import threading
 import time
 import uuid
@@ -52,93 +49,28 @@ from urllib.parse import parse_qsl, urlencode
 
 import redis
 from flask import Flask, Response, current_app, has_app_context, request
-from redis.commands.core import Script
 from werkzeug.exceptions import HTTPException, NotAcceptable
 from werkzeug.routing import MapAdapter
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from app import negotiation
+from app.cache_backend import (
+    GLOBAL_GEN,
+    Hit,
+    ReadCacheBackend,
+    inm_matches,
+    store_gen_key,
+)
 from app.errors import REQUEST_ID_RE
-from app.extensions import redis_client
+from app.extensions import cache as flask_cache
 from app.services import catalog
 
 log = logging.getLogger(__name__)
 
-GLOBAL_GEN = "rg:all"
 BREAKER_SECONDS = 1.0
 RETRY_SECONDS = 0.1
 MAX_KEY = 240
-# Headers a view sets that describe the representation and are replayed on a hit.
-# Per-request ones (request id, rate limit, date) are never stored.
-NOT_STORED = frozenset(
-    {"content-length", "x-request-id", "etag", "cache-control", "x-cache", "date", "server"}
-)
 ENVIRON_SNAPSHOT = "stores.read_cache.snapshot"
-_LUA = object()  # a plain lookup could not decide: ask the Lua script
-
-# KEYS: entry. ARGV: If-None-Match ("" if none). -> false | {headers, etag[, body]}
-LOOKUP_SCRIPT = """
-local e = redis.call('HMGET', KEYS[1], 'd', 'g', 'h', 'e')
-if not e[1] then return false end
-if redis.call('GET', e[1]) ~= e[2] then return false end
-local inm = ARGV[1]
-if inm ~= '' and (inm == '*' or string.find(inm, e[4], 1, true)) then
-  return {e[3], e[4]}
-end
-return {e[3], e[4], redis.call('HGET', KEYS[1], 'b')}
-"""
-# LOOKUP_SCRIPT, and on a miss the current token of generation KEYS[2] (created as
-# ARGV[2] when missing): the snapshot a miss stores against. -> {0, token} on a miss.
-LOOKUP_OR_SNAPSHOT_SCRIPT = """
-local function snapshot()
-  local g = redis.call('GET', KEYS[2])
-  if not g then g = ARGV[2]; redis.call('SET', KEYS[2], g) end
-  return {0, g}
-end
-local e = redis.call('HMGET', KEYS[1], 'd', 'g', 'h', 'e')
-if not e[1] or redis.call('GET', e[1]) ~= e[2] then return snapshot() end
-local inm = ARGV[1]
-if inm ~= '' and (inm == '*' or string.find(inm, e[4], 1, true)) then
-  return {e[3], e[4]}
-end
-return {e[3], e[4], redis.call('HGET', KEYS[1], 'b')}
-"""
-# KEYS: entry, snapshot generation, dependency generation (the entry's validity).
-# ARGV: snapshot token, ttl, headers, etag, body, fresh token. Stores only if the
-# snapshot still holds; a missing dependency generation starts as a fresh token (no
-# entry can name a token that does not exist yet).
-STORE_SCRIPT = """
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
-local dep = redis.call('GET', KEYS[3])
-if not dep then dep = ARGV[6]; redis.call('SET', KEYS[3], dep) end
-redis.call('HSET', KEYS[1], 'd', KEYS[3], 'g', dep, 'h', ARGV[3], 'e', ARGV[4], 'b', ARGV[5])
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
-return 1
-"""
-
-
-def store_gen_key(store_id: int) -> str:
-    return f"rg:s:{store_id}"
-
-
-# Tokens: a random prefix per process and a counter, unique without a syscall per call
-# (one is drawn for every lookup, in case the generation has to be created). A forked
-# child (Celery's prefork pool) draws its own prefix: it must never repeat its parent's.
-_token_prefix = ""
-_token_counter = itertools.count()
-
-
-def _new_token_prefix() -> None:
-    global _token_prefix, _token_counter
-    _token_prefix, _token_counter = secrets.token_hex(8), itertools.count()
-
-
-_new_token_prefix()
-os.register_at_fork(after_in_child=_new_token_prefix)
-
-
-def new_token() -> str:
-    return f"{_token_prefix}{next(_token_counter):x}"
 
 
 def etag_of(body: bytes) -> str:
@@ -164,10 +96,6 @@ def entry_key(environ: dict[str, Any], fmt: str, query: str) -> str:
     return "rc:" + raw
 
 
-def _inm_matches(if_none_match: str, etag: str) -> bool:
-    return bool(if_none_match) and (if_none_match.strip() == "*" or etag in if_none_match)
-
-
 @dataclass(frozen=True)
 class Policy:
     """How one view's reads are cached: the formats to negotiate for the key."""
@@ -178,33 +106,17 @@ class Policy:
         return self.formats or tuple(negotiation.MEDIA_TYPES)
 
 
-@dataclass
-class Hit:
-    headers: list[tuple[str, str]]
-    etag: str
-    body: bytes | None  # None: the client's If-None-Match matched (304)
-
-
-def _pack_headers(headers: Iterable[tuple[str, str]]) -> bytes:
-    return "\n".join(f"{k}:{v}" for k, v in headers if k.lower() not in NOT_STORED).encode()
-
-
-def _unpack_headers(blob: bytes) -> list[tuple[str, str]]:
-    if not blob:
-        return []
-    return [tuple(line.split(":", 1)) for line in blob.decode().split("\n")]  # type: ignore[misc]
-
-
 class ReadCache:
-    """The read cache of one app: Redis scripts, the breaker, pending bumps."""
+    """The read cache of one app: keys and routes, the breaker, pending bumps.
 
-    def __init__(self, app: Flask) -> None:
+    Redis is reached only through ``backend``, the flask-caching backend that
+    ``extensions.cache`` built for this app (``app.cache_backend``).
+    """
+
+    def __init__(self, app: Flask, backend: ReadCacheBackend) -> None:
         self.app = app
         self.ttl = int(app.config["SETTINGS"].cache_ttl)
-        self.redis: redis.Redis = redis_client.client
-        self._lookup = self.redis.register_script(LOOKUP_SCRIPT)
-        self._lookup_or_snapshot = self.redis.register_script(LOOKUP_OR_SNAPSHOT_SCRIPT)
-        self._store = self.redis.register_script(STORE_SCRIPT)
+        self.backend: ReadCacheBackend = backend
         self._down_until = 0.0
         self._pending: set[int] = set()
         self._pending_lock = threading.Lock()
@@ -248,11 +160,7 @@ class ReadCache:
         self._start_retrier()
 
     def _bump_now(self, store_ids: Iterable[int]) -> None:
-        pipe = self.redis.pipeline(transaction=True)
-        for store_id in store_ids:
-            pipe.set(store_gen_key(store_id), secrets.token_hex(12))
-        pipe.set(GLOBAL_GEN, secrets.token_hex(12))
-        pipe.execute()
+        self.backend.new_generations(store_ids)
 
     def _flush_pending(self) -> bool:
         with self._pending_lock:
@@ -330,74 +238,8 @@ class ReadCache:
         snapshot_key: str | None = None,
         dep_key: str | None = None,
     ) -> Hit | str | None:
-        """A hit; else, with ``snapshot_key``, the generation token to store a miss against.
-
-        With ``dep_key`` (the generation the entry belongs to, known from the URL) this is
-        two plain commands in one round trip: the entry is a hit only if it names
-        ``dep_key`` and holds the token read in the same round trip, which was current at
-        that moment. Lua (about twice Redis's CPU per call) is left for the rest: an item
-        whose store this process has not seen yet, a generation that must be created.
-        """
-        if dep_key is not None:
-            found = self._plain_lookup(key, if_none_match, dep_key, snapshot_key)
-            if found is not _LUA:
-                return found  # type: ignore[return-value]
-        if snapshot_key is None:
-            found = self._run(self._lookup, (key,), (if_none_match,))
-        else:
-            found = self._run(
-                self._lookup_or_snapshot, (key, snapshot_key), (if_none_match, new_token())
-            )
-        if not found:
-            return None
-        if found[0] == 0:
-            return found[1].decode()
-        body = found[2] if len(found) > 2 else None
-        return Hit(_unpack_headers(found[0]), found[1].decode(), body)
-
-    def _plain_lookup(
-        self, key: str, if_none_match: str, dep_key: str, snapshot_key: str | None
-    ) -> Hit | str | object | None:
-        gens = [dep_key] if snapshot_key in (None, dep_key) else [dep_key, snapshot_key]
-        replies = self._roundtrip(
-            [("HMGET", key, "d", "g", "h", "e", "b"), *(("GET", gen) for gen in gens)]
-        )
-        (named, token, headers, etag, body), current = replies[0], replies[1]
-        current_entry = named is not None and named.decode() == dep_key and token == current
-        if current_entry and current is not None:
-            tag = etag.decode()
-            matched = _inm_matches(if_none_match, tag)
-            return Hit(_unpack_headers(headers), tag, None if matched else body)
-        if snapshot_key is None:
-            return None
-        snapshot = replies[-1]
-        return snapshot.decode() if snapshot is not None else _LUA  # Lua creates it
-
-    def _run(self, script: Script, keys: tuple[str, ...], args: tuple[str, ...]) -> Any:
-        try:
-            return self._roundtrip([("EVALSHA", script.sha, len(keys), *keys, *args)])[0]
-        except redis.exceptions.NoScriptError:  # Redis restarted: scripts are gone
-            return self._roundtrip([("EVAL", script.script, len(keys), *keys, *args)])[0]
-
-    def _roundtrip(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        """Commands sent together on a pooled connection, replies read: one round trip,
-        without redis-py's per-command wrappers (a measurable share of a hit's CPU)."""
-        pool = self.redis.connection_pool
-        for attempt in (1, 2):
-            conn = pool.get_connection()
-            try:
-                conn.send_packed_command(conn.pack_commands(commands))
-                return [conn.read_response() for _ in commands]
-            except redis.ConnectionError:
-                conn.disconnect()
-                if attempt == 2:  # one retry: a pooled connection may predate a restart
-                    raise
-            except BaseException:
-                conn.disconnect()  # replies may be left unread: never reuse it
-                raise
-            finally:
-                pool.release(conn)
-        raise AssertionError("unreachable")
+        """A hit; else, with ``snapshot_key``, the generation token to store a miss against."""
+        return self.backend.lookup(key, if_none_match, snapshot_key, dep_key)
 
     # --- dependencies -----------------------------------------------------------------
 
@@ -425,20 +267,15 @@ class ReadCache:
     def store(self, key: str, snapshot: tuple[str, str], dep_key: str, response: Response) -> bool:
         for hook in self.before_store:
             hook(key)
-        snapshot_key, token = snapshot
-        body = response.get_data()
-        stored = self._store(
-            keys=[key, snapshot_key, dep_key],
-            args=[
-                token,
-                max(self.ttl, 0),
-                _pack_headers(response.headers.items()),
-                response.headers["ETag"],
-                body,
-                new_token(),
-            ],
+        return self.backend.store_entry(
+            key,
+            snapshot,
+            dep_key,
+            headers=response.headers.items(),
+            etag=response.headers["ETag"],
+            body=response.get_data(),
+            ttl=self.ttl,
         )
-        return bool(stored)
 
 
 # --- responses ----------------------------------------------------------------------------
@@ -525,7 +362,7 @@ def _mark(response: Response, x_cache: str) -> Response:
 
 def _conditional(response: Response) -> Response:
     """``304`` without a body when the client's ``If-None-Match`` names this ETag."""
-    if not _inm_matches(request.headers.get("If-None-Match", ""), response.headers["ETag"]):
+    if not inm_matches(request.headers.get("If-None-Match", ""), response.headers["ETag"]):
         return response
     kept = [(k, v) for k, v in response.headers.items() if k.lower() == "vary"]
     kept += [(k, response.headers[k]) for k in ("ETag", "Cache-Control", "X-Cache")]
@@ -643,7 +480,10 @@ def _on_store_write(store_id: int) -> None:
 def init_app(app: Flask) -> None:
     """Create the app's read cache and hook generation bumps to every store write."""
     global _hook_registered
-    app.extensions["read_cache"] = ReadCache(app)
+    backend = app.extensions["cache"][flask_cache]  # built by flask-caching from CACHE_TYPE
+    if not isinstance(backend, ReadCacheBackend):
+        raise RuntimeError(f"CACHE_TYPE must name {ReadCacheBackend.__module__}.ReadCacheBackend")
+    app.extensions["read_cache"] = ReadCache(app, backend)
     if not _hook_registered:
         catalog.on_store_write(_on_store_write)
         _hook_registered = True

@@ -148,6 +148,10 @@ class Settings:
             "RATELIMIT_SWALLOW_ERRORS": True,
             "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
             "RATELIMIT_KEY_PREFIX": "rl",
+            # flask-caching builds the read cache's backend (on the shared Redis pool).
+            "CACHE_TYPE": "app.cache_backend.ReadCacheBackend",
+            "CACHE_DEFAULT_TIMEOUT": self.cache_ttl,
+            "CACHE_KEY_PREFIX": "fc:",
             "API_TITLE": "Stores API",
             "API_VERSION": "v1",
             "OPENAPI_VERSION": "3.0.3",

@@ -6,6 +6,7 @@ from typing import Any
 
 import redis
 from flask import Flask
+from flask_caching import Cache
 from flask_jwt_extended import JWTManager
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -63,6 +64,7 @@ class ProblemApi(Api):
 
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
+cache = Cache()
 jwt = JWTManager()
 limiter = Limiter(key_func=get_remote_address)
 api = ProblemApi()

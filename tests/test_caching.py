@@ -10,8 +10,10 @@ import pytest
 import redis
 import requests
 
-from app.caching import GLOBAL_GEN, ReadCache, new_token, store_gen_key
-from app.extensions import db
+from app.cache_backend import GLOBAL_GEN, new_token, store_gen_key
+from app.caching import ReadCache
+from app.extensions import cache as flask_cache
+from app.extensions import db, redis_client
 from app.models import Item
 from app.services import catalog
 from tests.conftest import unique_name
@@ -432,7 +434,7 @@ def test_a_write_while_redis_hangs_is_invalidated_once_it_answers(
         assert r.status_code == 200 and r.json["items"][0]["quantity"] == 5
     finally:
         redis_server.proc.send_signal(signal.SIGCONT)
-    fresh = ReadCache(client.application)  # another process's view: no pending bumps
+    fresh = ReadCache(client.application, cache.backend)  # no pending bumps, like a peer
     key = next(iter(redis.Redis.from_url(redis_server.url).scan_iter("rc:*")), None)
     if key is not None:
         wait_until(lambda: fresh.lookup(key.decode(), "") is None, timeout=10, what="bump")
@@ -440,8 +442,11 @@ def test_a_write_while_redis_hangs_is_invalidated_once_it_answers(
     assert client.get(url).json["items"][0]["quantity"] == 5
 
 
-def test_redis_down_in_process_never_500(client, alice, store, redis_server):
+@pytest.mark.parametrize("debug", [False, True], ids=["production", "debug"])
+def test_redis_down_in_process_never_500(app, client, alice, store, redis_server, debug):
+    """flask-caching re-raises backend errors in debug mode; our reads never do."""
     url = f"/v1/stores/{store['id']}"
+    app.debug = debug
     redis_server.stop()
     try:
         for _ in range(3):
@@ -451,7 +456,20 @@ def test_redis_down_in_process_never_500(client, alice, store, redis_server):
         assert r.status_code == 200
         assert client.get(url).json["name"] == r.json["name"]
     finally:
+        app.debug = False
         redis_server.start()
+
+
+def test_the_read_cache_is_flask_cachings_backend_on_the_shared_pool(app, cache, rdb):
+    with app.app_context():
+        backend = flask_cache.cache
+        assert backend is cache.backend
+        assert backend.client.connection_pool is redis_client.client.connection_pool
+        # flask-caching's own API works through the same backend, beside the entries.
+        flask_cache.set("probe", {"a": 1}, timeout=30)
+        assert flask_cache.get("probe") == {"a": 1}
+        assert rdb.exists("fc:probe")
+        flask_cache.delete("probe")
 
 
 def _child_token(conn) -> None:
