@@ -141,7 +141,6 @@ class ReadCacheBackend(RedisCache):
     def factory(
         cls, app: Flask, config: dict[str, Any], args: list[Any], kwargs: dict[str, Any]
     ) -> ReadCacheBackend:
-        kwargs.pop("ignore_delete_many_errors", None)
         return cls(redis_client.client, key_prefix=config["CACHE_KEY_PREFIX"], **kwargs)
 
     # --- generations ------------------------------------------------------------------
