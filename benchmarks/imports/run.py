@@ -57,6 +57,20 @@ MB = 1024 * 1024
 # --- files ----------------------------------------------------------------------------
 
 
+def ensure_pg_database(url: str) -> None:
+    """Create the benchmark's PostgreSQL database if the server lacks it (one command)."""
+    import psycopg
+    from psycopg import sql
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    name = conninfo_to_dict(url)["dbname"]
+    with psycopg.connect(make_conninfo(url, dbname="postgres"), autocommit=True) as conn:
+        found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if found is None:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            print(f"created PostgreSQL database {name}", flush=True)
+
+
 def write_csv(path: Path, rows: int) -> Path:
     with open(path, "w", encoding="utf-8", newline="") as f:
         f.write("name,price,quantity,sku,description\n")
@@ -507,11 +521,11 @@ def main(argv: list[str] | None = None) -> int:
         redis.start()
         try:
             for name in args.databases.split(","):
-                url = (
-                    f"sqlite:///{workdir / 'bench.db'}"
-                    if name == "sqlite"
-                    else PG_URL.replace("postgresql://", "postgresql+psycopg://")
-                )
+                if name == "sqlite":
+                    url = f"sqlite:///{workdir / 'bench.db'}"
+                else:
+                    ensure_pg_database(PG_URL)
+                    url = PG_URL.replace("postgresql://", "postgresql+psycopg://")
                 sub = workdir / name
                 sub.mkdir()
                 results["databases"][name] = run_database(name, url, files, upload, sub, redis)
