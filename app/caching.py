@@ -229,18 +229,6 @@ class ReadCache:
         policy = getattr(get, "read_cache_policy", None)
         return (policy, args) if policy is not None else None
 
-    # --- reads ------------------------------------------------------------------------
-
-    def lookup(
-        self,
-        key: str,
-        if_none_match: str,
-        snapshot_key: str | None = None,
-        dep_key: str | None = None,
-    ) -> Hit | str | None:
-        """A hit; else, with ``snapshot_key``, the generation token to store a miss against."""
-        return self.backend.lookup(key, if_none_match, snapshot_key, dep_key)
-
     # --- dependencies -----------------------------------------------------------------
 
     def expected_dep(self, view_args: dict[str, Any]) -> str | None:
@@ -328,7 +316,7 @@ def serve_fast(
     key = entry_key(environ, fmt, query)
     snapshot_key = _snapshot_key(args)
     try:
-        found = cache.lookup(
+        found = cache.backend.lookup(
             key, environ.get("HTTP_IF_NONE_MATCH", ""), snapshot_key, cache.expected_dep(args)
         )
     except redis.RedisError as exc:
@@ -408,7 +396,7 @@ def _serve(view: Callable[..., Any], policy: Policy, args: tuple, kwargs: dict) 
     try:
         if snapshot is None or snapshot[0] != key:
             snapshot_key = _snapshot_key(view_args)
-            found = cache.lookup(
+            found = cache.backend.lookup(
                 key,
                 request.headers.get("If-None-Match", ""),
                 snapshot_key,
