@@ -509,7 +509,7 @@ def report(results: dict[str, Any]) -> str:
         "| control: wrk's delay() on /healthz (the client's own tail) "
         "| wrk lockstep, every 250 ms exactly (bursts of 32) "
         "| wrk closed loop, 32 connections | closed-loop req/s |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for db_name, data in results["databases"].items():
         up, closed = data["upload_40mb"], data["polls_closed_loop_wrk"]
