@@ -27,8 +27,8 @@ With rate limiting off they are served before Flask dispatches (``serve_fast``, 
 limiting on, the limiter must count them, so they are served by ``cached`` after
 Flask's ``before_request`` hooks; both paths build the same response.
 
-Fails open. Any Redis error opens a short breaker (``BREAKER_SECONDS``): reads go to the
-database, ``X-Cache: MISS``. A bump that fails is kept and retried by a background thread
+Fails open. Any Redis error opens the process's short breaker (``RedisClient``): reads
+go to the database, ``X-Cache: MISS``. A bump that fails is kept and retried by a background thread
 until Redis takes it; this process caches nothing while it has bumps pending. Redis
 errors are caught here, never left to flask-caching's decorators (which re-raise them in
 debug mode): a dead Redis is never a 500, debug or not.
@@ -63,11 +63,11 @@ from app.cache_backend import (
 )
 from app.errors import REQUEST_ID_RE
 from app.extensions import cache as flask_cache
+from app.extensions import redis_client
 from app.services import catalog
 
 log = logging.getLogger(__name__)
 
-BREAKER_SECONDS = 1.0
 RETRY_SECONDS = 0.1
 MAX_KEY = 240
 ENVIRON_SNAPSHOT = "stores.read_cache.snapshot"
@@ -117,7 +117,6 @@ class ReadCache:
         self.app = app
         self.ttl = int(app.config["SETTINGS"].cache_ttl)
         self.backend: ReadCacheBackend = backend
-        self._down_until = 0.0
         self._pending: set[int] = set()
         self._pending_lock = threading.Lock()
         self._retrier: threading.Thread | None = None
@@ -134,27 +133,20 @@ class ReadCache:
     # --- Redis health -----------------------------------------------------------------
 
     def available(self) -> bool:
-        if time.monotonic() < self._down_until:
+        if not redis_client.available():
             return False
         return not self._pending or self._flush_pending()
-
-    def _failed(self, exc: Exception, what: str) -> None:
-        if time.monotonic() >= self._down_until:
-            log.warning(
-                "read cache: Redis unavailable (%s): %s; serving from the database", what, exc
-            )
-        self._down_until = time.monotonic() + BREAKER_SECONDS
 
     # --- generations ------------------------------------------------------------------
 
     def bump(self, store_id: int) -> None:
         """After a committed write to a store: new generations for it and for all lists."""
-        if time.monotonic() >= self._down_until:  # don't make writes wait on a dead Redis
+        if redis_client.available():  # don't make writes wait on a dead Redis
             try:
                 self._bump_now([store_id])
                 return
             except redis.RedisError as exc:
-                self._failed(exc, "bump")
+                redis_client.failed(exc, "bump")
         with self._pending_lock:
             self._pending.add(store_id)
         self._start_retrier()
@@ -170,7 +162,7 @@ class ReadCache:
         try:
             self._bump_now(pending)
         except redis.RedisError as exc:
-            self._failed(exc, "retrying bumps")
+            redis_client.failed(exc, "retrying bumps")
             return False
         with self._pending_lock:
             self._pending -= pending
@@ -320,7 +312,7 @@ def serve_fast(
             key, environ.get("HTTP_IF_NONE_MATCH", ""), snapshot_key, cache.expected_dep(args)
         )
     except redis.RedisError as exc:
-        cache._failed(exc, "lookup")
+        redis_client.failed(exc, "lookup")
         return None
     if not isinstance(found, Hit):
         if found is not None:
@@ -406,7 +398,7 @@ def _serve(view: Callable[..., Any], policy: Policy, args: tuple, kwargs: dict) 
                 return _hit_response(found)
             snapshot = (key, snapshot_key, found)
     except redis.RedisError as exc:
-        cache._failed(exc, "lookup")
+        redis_client.failed(exc, "lookup")
         return _finish(view(*args, **kwargs), "MISS")
     response = view(*args, **kwargs)
     if not _markable(response):
@@ -416,7 +408,7 @@ def _serve(view: Callable[..., Any], policy: Policy, args: tuple, kwargs: dict) 
         try:
             cache.store(key, (snapshot[1], snapshot[2]), cache.dependency_key(view_args), response)
         except redis.RedisError as exc:
-            cache._failed(exc, "store")
+            redis_client.failed(exc, "store")
     return _conditional(response)
 
 

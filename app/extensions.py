@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 import redis
@@ -33,17 +35,38 @@ class Base(DeclarativeBase):
     )
 
 
+log = logging.getLogger(__name__)
+
+
 class RedisClient:
-    """One Redis connection pool per process, shared by every part that talks to Redis."""
+    """One Redis connection pool per process, shared by every part that talks to Redis.
+
+    It also holds the process's breaker: after a Redis error, the parts that can do
+    without Redis (read cache, session blocklist) skip it for ``BREAKER_SECONDS``
+    instead of waiting out a socket timeout on every request.
+    """
+
+    BREAKER_SECONDS = 1.0
 
     def __init__(self) -> None:
         self._client: redis.Redis | None = None
+        self._down_until = 0.0
 
     def init_app(self, app: Flask) -> None:
         settings = app.config["SETTINGS"]
         options: dict[str, Any] = redis_connection_options(settings.redis_url, settings)
         self._client = redis.Redis.from_url(settings.redis_url, **options)
         app.extensions["redis"] = self
+
+    def available(self) -> bool:
+        """False for a moment after an error: callers fall back instead of waiting."""
+        return time.monotonic() >= self._down_until
+
+    def failed(self, exc: Exception, what: str) -> None:
+        """Record a Redis error (logged once per outage) and open the breaker."""
+        if self.available():
+            log.warning("Redis unavailable (%s): %s; falling back", what, exc)
+        self._down_until = time.monotonic() + self.BREAKER_SECONDS
 
     @property
     def client(self) -> redis.Redis:

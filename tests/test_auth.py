@@ -12,9 +12,13 @@ import pytest
 import redis
 import requests
 from flask_jwt_extended import create_access_token, create_refresh_token
+from sqlalchemy import event
 
+from app.extensions import db
+from app.services import sessions
 from tests.conftest import TEST_SECRET, Account, unique_name
 from tests.problems import assert_invalid, assert_problem, assert_unauthorized
+from tests.services import wait_until
 
 PASSWORD = "correct horse battery"
 
@@ -165,6 +169,60 @@ def test_logout_survives_a_redis_flush(client, alice, redis_server):
     assert client.post("/v1/auth/logout", headers=alice.headers).status_code == 204
     redis.Redis.from_url(redis_server.url).flushall()
     assert_unauthorized(client.get("/v1/auth/me", headers=alice.headers))
+    assert_unauthorized(client.post("/v1/auth/refresh", headers=_bearer(alice.refresh_token)))
+
+
+def _sid(token: str) -> str:
+    return pyjwt.decode(token, options={"verify_signature": False})["sid"]
+
+
+def test_logout_is_published_to_the_redis_blocklist(client, alice, redis_server):
+    rdb = redis.Redis.from_url(redis_server.url)
+    assert client.post("/v1/auth/logout", headers=alice.headers).status_code == 204
+    assert rdb.hget(sessions.BLOCKLIST, _sid(alice.access_token)) is not None
+    assert rdb.ttl(sessions.BLOCKLIST) <= sessions.REBUILD_SECONDS
+
+
+def test_token_checks_use_redis_not_the_revocations_table(app, client, alice, redis_server):
+    assert client.get("/v1/auth/me", headers=alice.headers).status_code == 200  # loads it
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, *args) -> None:
+        statements.append(statement)
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        for _ in range(3):
+            assert client.get("/v1/auth/me", headers=alice.headers).status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert statements, "the user is still loaded from the database"
+    assert not [s for s in statements if "revoked_sessions" in s]
+    # A flushed blocklist is rebuilt from the table on the next check.
+    redis.Redis.from_url(redis_server.url).flushall()
+    assert client.get("/v1/auth/me", headers=alice.headers).status_code == 200
+    assert redis.Redis.from_url(redis_server.url).hget(sessions.BLOCKLIST, sessions.LOADED)
+
+
+def test_logout_while_redis_is_down_is_honoured_then_and_after_it_returns(
+    client, alice, redis_server
+):
+    redis_server.stop()
+    try:
+        assert client.post("/v1/auth/logout", headers=alice.headers).status_code == 204
+        assert_unauthorized(client.get("/v1/auth/me", headers=alice.headers))
+    finally:
+        redis_server.start()
+    rdb = redis.Redis.from_url(redis_server.url)
+    sid = _sid(alice.access_token)
+
+    def rebuilt() -> bool:
+        assert_unauthorized(client.get("/v1/auth/me", headers=alice.headers))
+        return rdb.hget(sessions.BLOCKLIST, sid) is not None
+
+    wait_until(rebuilt, timeout=10, interval=0.2, what="the blocklist rebuilt from the table")
     assert_unauthorized(client.post("/v1/auth/refresh", headers=_bearer(alice.refresh_token)))
 
 

@@ -1,22 +1,35 @@
 """Login sessions: token pairs that share a session id, and their revocation.
 
-Revocations live in the database, not only in Redis: our Redis keeps nothing on disk,
-and a flush must never bring a logged-out token back to life. Every process reads the
-same table, so a logout is honoured everywhere at once.
+The database is the truth about revocations (our Redis keeps nothing on disk, and a
+flush must never bring a logged-out token back to life); Redis holds the blocklist that
+every process checks on each authenticated request, one round trip instead of a query.
+
+The blocklist is one hash, ``rv:sessions``: ``{sid: expiry epoch}`` plus a ``_loaded``
+field saying it holds every unexpired revocation. A logout commits its row, then adds
+its field. A check that finds no ``_loaded`` (a flush, an eviction, a restart, or the
+hash's own expiry) rebuilds the hash from the table. The hash expires every
+``REBUILD_SECONDS``, which also bounds how long a logout whose process could not reach
+Redis (while others could) goes unseen. With Redis down, checks read the table.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import redis
 from flask_jwt_extended import create_access_token, create_refresh_token
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
-from app.extensions import db
+from app.extensions import db, redis_client
 from app.models import RevokedSession, User
+
+BLOCKLIST = "rv:sessions"
+LOADED = "_loaded"  # not a sid: ours are hex
+REBUILD_SECONDS = 60
 
 
 def issue_tokens(user: User, *, access_seconds: int) -> dict[str, Any]:
@@ -47,10 +60,38 @@ def revoke_session(*, sid: str, refresh_seconds: int) -> None:
         db.session.rollback()
     db.session.execute(delete(RevokedSession).where(RevokedSession.expires_at < datetime.now(UTC)))
     db.session.commit()
+    if redis_client.available():
+        try:
+            redis_client.client.hset(BLOCKLIST, sid, int(expires.timestamp()))
+        except redis.RedisError as exc:  # the hash's next rebuild reads the row
+            redis_client.failed(exc, "session blocklist")
 
 
 def is_revoked(payload: dict[str, Any]) -> bool:
     sid = payload.get("sid")
-    if not isinstance(sid, str):
+    if not isinstance(sid, str) or sid == LOADED:
         return True  # tokens we issue always carry a session id
+    if redis_client.available():
+        try:
+            loaded, until = redis_client.client.hmget(BLOCKLIST, [LOADED, sid])
+            if loaded is None:
+                return sid in _rebuild_blocklist()
+            return until is not None and int(until) > time.time()
+        except redis.RedisError as exc:
+            redis_client.failed(exc, "session blocklist")
     return db.session.get(RevokedSession, sid) is not None
+
+
+def _rebuild_blocklist() -> dict[str, int]:
+    """Load every unexpired revocation into the hash (merging with fields added meanwhile)."""
+    rows = db.session.execute(
+        select(RevokedSession.sid, RevokedSession.expires_at).where(
+            RevokedSession.expires_at > datetime.now(UTC)
+        )
+    )
+    mapping = {sid: int(expires.timestamp()) for sid, expires in rows}
+    pipe = redis_client.client.pipeline(transaction=True)
+    pipe.hset(BLOCKLIST, mapping={**mapping, LOADED: 1})
+    pipe.expire(BLOCKLIST, REBUILD_SECONDS)
+    pipe.execute()
+    return mapping
