@@ -41,19 +41,10 @@ NOT_STORED = frozenset(
 )
 _LUA = object()  # a plain lookup could not decide: ask the Lua script
 
-# KEYS: entry. ARGV: If-None-Match ("" if none). -> false | {headers, etag[, body]}
-LOOKUP_SCRIPT = """
-local e = redis.call('HMGET', KEYS[1], 'd', 'g', 'h', 'e')
-if not e[1] then return false end
-if redis.call('GET', e[1]) ~= e[2] then return false end
-local inm = ARGV[1]
-if inm ~= '' and (inm == '*' or string.find(inm, e[4], 1, true)) then
-  return {e[3], e[4]}
-end
-return {e[3], e[4], redis.call('HGET', KEYS[1], 'b')}
-"""
-# LOOKUP_SCRIPT, and on a miss the current token of generation KEYS[2] (created as
-# ARGV[2] when missing): the snapshot a miss stores against. -> {0, token} on a miss.
+# KEYS: entry, snapshot generation. ARGV: If-None-Match ("" if none), fresh token.
+# A current entry -> {headers, etag[, body]} (no body when If-None-Match matched); else
+# the current token of generation KEYS[2] (created as ARGV[2] when missing), the
+# snapshot a miss stores against -> {0, token}.
 LOOKUP_OR_SNAPSHOT_SCRIPT = """
 local function snapshot()
   local g = redis.call('GET', KEYS[2])
@@ -133,7 +124,6 @@ class ReadCacheBackend(RedisCache):
     def __init__(self, client: redis.Redis, default_timeout: int = 300, **kwargs: Any) -> None:
         super().__init__(host=client, default_timeout=default_timeout, **kwargs)
         self.client = client
-        self._lookup = client.register_script(LOOKUP_SCRIPT)
         self._lookup_or_snapshot = client.register_script(LOOKUP_OR_SNAPSHOT_SCRIPT)
         self._store = client.register_script(STORE_SCRIPT)
 
@@ -159,10 +149,10 @@ class ReadCacheBackend(RedisCache):
         self,
         key: str,
         if_none_match: str,
-        snapshot_key: str | None = None,
+        snapshot_key: str,
         dep_key: str | None = None,
-    ) -> Hit | str | None:
-        """A hit; else, with ``snapshot_key``, the generation token to store a miss against.
+    ) -> Hit | str:
+        """A hit; else the token of generation ``snapshot_key`` to store a miss against.
 
         With ``dep_key`` (the generation the entry belongs to, known from the URL) this is
         two plain commands in one round trip: the entry is a hit only if it names
@@ -174,14 +164,9 @@ class ReadCacheBackend(RedisCache):
             found = self._plain_lookup(key, if_none_match, dep_key, snapshot_key)
             if found is not _LUA:
                 return found  # type: ignore[return-value]
-        if snapshot_key is None:
-            found = self._run(self._lookup, (key,), (if_none_match,))
-        else:
-            found = self._run(
-                self._lookup_or_snapshot, (key, snapshot_key), (if_none_match, new_token())
-            )
-        if not found:
-            return None
+        found = self._run(
+            self._lookup_or_snapshot, (key, snapshot_key), (if_none_match, new_token())
+        )
         if found[0] == 0:
             return found[1].decode()
         body = found[2] if len(found) > 2 else None
@@ -207,9 +192,9 @@ class ReadCacheBackend(RedisCache):
         return bool(stored)
 
     def _plain_lookup(
-        self, key: str, if_none_match: str, dep_key: str, snapshot_key: str | None
-    ) -> Hit | str | object | None:
-        gens = [dep_key] if snapshot_key in (None, dep_key) else [dep_key, snapshot_key]
+        self, key: str, if_none_match: str, dep_key: str, snapshot_key: str
+    ) -> Hit | str | object:
+        gens = [dep_key] if snapshot_key == dep_key else [dep_key, snapshot_key]
         replies = self._roundtrip(
             [("HMGET", key, "d", "g", "h", "e", "b"), *(("GET", gen) for gen in gens)]
         )
@@ -219,8 +204,6 @@ class ReadCacheBackend(RedisCache):
             tag = etag.decode()
             matched = inm_matches(if_none_match, tag)
             return Hit(unpack_headers(headers), tag, None if matched else body)
-        if snapshot_key is None:
-            return None
         snapshot = replies[-1]
         return snapshot.decode() if snapshot is not None else _LUA  # Lua creates it
 

@@ -315,8 +315,7 @@ def serve_fast(
         redis_client.failed(exc, "lookup")
         return None
     if not isinstance(found, Hit):
-        if found is not None:
-            environ[ENVIRON_SNAPSHOT] = (key, snapshot_key, found)
+        environ[ENVIRON_SNAPSHOT] = (key, snapshot_key, found)
         return None
     headers = _hit_headers(found, _request_id(environ))
     if found.body is None:
@@ -404,7 +403,7 @@ def _serve(view: Callable[..., Any], policy: Policy, args: tuple, kwargs: dict) 
     if not _markable(response):
         return response
     _mark(response, "MISS")
-    if request.method == "GET" and snapshot[2] is not None and _cacheable(response, fmt):
+    if request.method == "GET" and _cacheable(response, fmt):
         try:
             cache.store(key, (snapshot[1], snapshot[2]), cache.dependency_key(view_args), response)
         except redis.RedisError as exc:
