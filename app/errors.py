@@ -12,13 +12,16 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 from flask_limiter.errors import RateLimitExceeded
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from app import negotiation
-from app.extensions import limiter
+from app.extensions import db, limiter
 from app.services.errors import ServiceError
 
 log = logging.getLogger(__name__)
+DATABASE_RETRY_AFTER = 5
 PROBLEM_FORMATS = ("json", "xml")
 PROBLEM_MEDIA_TYPES = {"json": "application/problem+json", "xml": "application/problem+xml"}
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
@@ -139,6 +142,20 @@ def handle_service_error(exc: ServiceError) -> Response:
     return problem(exc.status, exc.detail, title=exc.title, errors=exc.errors, headers=headers)
 
 
+def handle_database_unavailable(exc: Exception) -> Response:
+    """Unreachable, locked or overloaded database: a transient 503, never a 500."""
+    log.warning("database unavailable (request %s): %s", request_id(), exc)
+    try:
+        db.session.rollback()
+    except Exception:  # the connection may be gone as well; the session is reset anyway
+        log.debug("rollback after a database error failed", exc_info=True)
+    return problem(
+        503,
+        f"The database is unavailable right now; retry in {DATABASE_RETRY_AFTER} seconds.",
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER)},
+    )
+
+
 def handle_unexpected(exc: Exception) -> Response:
     original = getattr(exc, "original_exception", None) or exc
     log.error("unhandled error (request %s)", request_id(), exc_info=original)
@@ -153,6 +170,8 @@ def init_app(app: Flask) -> None:
     """Register the one error layer and the request id on every response."""
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(ServiceError, handle_service_error)
+    for database_error in (OperationalError, InterfaceError, PoolTimeoutError):
+        app.register_error_handler(database_error, handle_database_unavailable)
     app.register_error_handler(InternalServerError, handle_unexpected)
     app.register_error_handler(Exception, handle_unexpected)
 

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import requests
+from flask_jwt_extended import create_access_token
 
 from app import create_app
 from tests.conftest import TEST_SECRET
@@ -236,3 +237,39 @@ def test_ids_beyond_the_column_are_404(client, alice):
         response = client.patch(f"/v1/items/{big}", json={"price": 1}, headers=alice.headers)
         assert_problem(response, 404, case=big)
         assert_problem(client.delete(f"/v1/stores/{big}", headers=alice.headers), 404, case=big)
+
+
+@pytest.mark.parametrize(
+    "unreachable",
+    ["sqlite:////nonexistent-directory/stores.db", "postgresql://postgres@127.0.0.1:1/stores"],
+    ids=["sqlite", "postgresql"],
+)
+def test_an_unreachable_database_is_503_with_retry_after(redis_server, app, unreachable):
+    """Reads, writes and import submissions: a transient 503, never a 500."""
+    down = create_app(
+        {
+            "DATABASE_URL": unreachable,
+            "REDIS_URL": redis_server.url,
+            "RATELIMIT_ENABLED": "false",
+            "SECRET_KEY": TEST_SECRET,
+        }
+    )
+    client = down.test_client()
+    with down.app_context():
+        token = create_access_token(identity="1", additional_claims={"sid": "ab" * 16})
+    headers = {"Authorization": f"Bearer {token}"}
+    requests_made = [
+        client.get("/v1/stores?limit=7&probe=db-down"),
+        client.post("/v1/auth/register", json={"username": "nobody", "password": "x" * 12}),
+        client.post(
+            "/v1/stores/1/imports",
+            data=b"name,price\nTea,1\n",
+            headers={**headers, "Content-Type": "text/csv"},
+        ),
+    ]
+    for response in requests_made:
+        body = assert_problem(response, 503)
+        assert response.headers["Retry-After"] == "5"
+        assert "database is unavailable" in body["detail"]
+        assert "Traceback" not in response.get_data(as_text=True)
+    assert down.test_client().get("/readyz").status_code == 503
