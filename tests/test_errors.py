@@ -162,17 +162,22 @@ def test_request_id_is_generated_otherwise(client, given):
     assert first and second and first != second and first != given
 
 
-@pytest.fixture
-def failing_client(database_url, redis_server, app):
-    """A separately built app with one extra route that fails for real."""
-    other = create_app(
+def another_app(database_url: str, redis_url: str):
+    """An app built apart from the session's, configured like it."""
+    return create_app(
         {
             "DATABASE_URL": database_url,
-            "REDIS_URL": redis_server.url,
+            "REDIS_URL": redis_url,
             "RATELIMIT_ENABLED": "false",
             "SECRET_KEY": TEST_SECRET,
         }
     )
+
+
+@pytest.fixture
+def failing_client(database_url, redis_server, app):
+    """A separately built app with one extra route that fails for real."""
+    other = another_app(database_url, redis_server.url)
 
     @other.get("/boom")
     def boom():
@@ -246,14 +251,7 @@ def test_ids_beyond_the_column_are_404(client, alice):
 )
 def test_an_unreachable_database_is_503_with_retry_after(redis_server, app, unreachable):
     """Reads, writes and import submissions: a transient 503, never a 500."""
-    down = create_app(
-        {
-            "DATABASE_URL": unreachable,
-            "REDIS_URL": redis_server.url,
-            "RATELIMIT_ENABLED": "false",
-            "SECRET_KEY": TEST_SECRET,
-        }
-    )
+    down = another_app(unreachable, redis_server.url)
     client = down.test_client()
     with down.app_context():
         token = create_access_token(identity="1", additional_claims={"sid": "ab" * 16})
