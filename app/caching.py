@@ -16,8 +16,9 @@ comes back as a fresh token, so it can never make an old entry match again.
 
 Never stale. A miss reads the generation it depends on *before* the query (the store's
 when the URL names it, else ``rg:all``), renders, and stores the bytes only if that
-generation is still the same, atomically (``cache_backend.STORE_SCRIPT``). A write that committed
-after the snapshot has bumped it (store refused) or will (entry dead on arrival).
+generation is still the same, atomically (``cache_backend.STORE_SCRIPT``). A write that
+committed after the snapshot has bumped it (store refused) or will (entry dead on
+arrival).
 
 Hits are one round trip: the entry and its generation's current token read together
 (``HMGET`` + ``GET`` when the URL names the generation, else a Lua lookup), by
@@ -28,8 +29,9 @@ limiting on, the limiter must count them, so they are served by ``cached`` after
 Flask's ``before_request`` hooks; both paths build the same response.
 
 Fails open. Any Redis error opens the process's short breaker (``RedisClient``): reads
-go to the database, ``X-Cache: MISS``. A bump that fails is kept and retried by a background thread
-until Redis takes it; this process caches nothing while it has bumps pending. Redis
+go to the database, ``X-Cache: MISS``. A bump that fails is kept and retried by a
+background thread until Redis takes it; this process caches nothing while it has bumps
+pending. Redis
 errors are caught here, never left to flask-caching's decorators (which re-raise them in
 debug mode): a dead Redis is never a 500, debug or not.
 """
@@ -107,7 +109,7 @@ class Policy:
 
 
 class ReadCache:
-    """The read cache of one app: keys and routes, the breaker, pending bumps.
+    """The read cache of one app: keys and routes, dependencies, pending bumps.
 
     Redis is reached only through ``backend``, the flask-caching backend that
     ``extensions.cache`` built for this app (``app.cache_backend``).
@@ -143,7 +145,7 @@ class ReadCache:
         """After a committed write to a store: new generations for it and for all lists."""
         if redis_client.available():  # don't make writes wait on a dead Redis
             try:
-                self._bump_now([store_id])
+                self.backend.new_generations([store_id])
                 return
             except redis.RedisError as exc:
                 redis_client.failed(exc, "bump")
@@ -151,16 +153,13 @@ class ReadCache:
             self._pending.add(store_id)
         self._start_retrier()
 
-    def _bump_now(self, store_ids: Iterable[int]) -> None:
-        self.backend.new_generations(store_ids)
-
     def _flush_pending(self) -> bool:
         with self._pending_lock:
             pending = set(self._pending)
         if not pending:
             return True
         try:
-            self._bump_now(pending)
+            self.backend.new_generations(pending)
         except redis.RedisError as exc:
             redis_client.failed(exc, "retrying bumps")
             return False
