@@ -1,11 +1,20 @@
-"""gunicorn settings, after Heroku's own template for Python apps."""
+"""gunicorn settings, after Heroku's own template for Python apps, on gevent.
+
+The gevent worker class serves each connection on a greenlet: event streams, long polls
+and slow uploads wait without holding one of a handful of threads, so hundreds of them
+leave every other endpoint answering (docs/decisions.md has the measurements and the
+traps this choice brings, and how the app handles each).
+"""
 
 import os
 
 # Heroku sets PORT; BIND_HOST lets local runs listen on loopback only.
 bind = [f"{os.environ.get('BIND_HOST', '[::]')}:{os.environ.get('PORT', '5000')}"]
 workers = int(os.environ.get("WEB_CONCURRENCY", 2))
-worker_class = "gthread"
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
+# Open connections per worker process (followers, uploads and ordinary requests alike).
+worker_connections = int(os.environ.get("WORKER_CONNECTIONS", 1000))
+# Used by the gthread class only (GUNICORN_WORKER_CLASS=gthread).
 threads = int(os.environ.get("PYTHON_MAX_THREADS", 5))
 # Heroku's router gives up after 30 s and sends SIGKILL 30 s after SIGTERM: finish
 # in-flight requests well inside both.
@@ -16,3 +25,10 @@ keepalive = 95
 accesslog = "-"
 errorlog = "-"
 forwarded_allow_ips = "*" if int(os.environ.get("TRUSTED_PROXY_HOPS", "0") or 0) > 0 else ""
+
+
+def post_worker_init(worker):  # gunicorn hook, in each worker once the app is loaded
+    """Let long polls and event streams end early when this worker is told to stop."""
+    from app import lifecycle
+
+    lifecycle.watch(lambda: worker.alive)

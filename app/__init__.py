@@ -15,10 +15,12 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import aio, caching, errors, security
 from app.api import register_blueprints
+from app.body_timeout import BodyTimeout
 from app.config import Settings
 from app.extensions import api, cache, db, limiter, migrate, redis_client
 from app.negotiation import OrjsonProvider
 from app.representations.openapi import MediaTypesPlugin
+from app.services import job_notices, job_state
 from workers import celery_init_app
 
 
@@ -41,6 +43,7 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     app.json = OrjsonProvider(app)
     app.config.update(settings.flask_config())
     _configure_logging(settings.log_level)
+    app.wsgi_app = BodyTimeout(app.wsgi_app, settings.body_timeout)  # type: ignore[method-assign]
     _trust_proxies(app, settings.trusted_proxy_hops)
     _init_extensions(app)
     register_blueprints(app)
@@ -77,6 +80,8 @@ def _init_extensions(app: Flask) -> None:
     limiter.init_app(app)
     cache.init_app(app)
     caching.init_app(app)
+    job_state.init_app(app)
+    job_notices.init_app(app)
     security.init_app(app)
     # The spec lists every media type negotiation serves, not only JSON.
     api.init_app(app, spec_kwargs={"extra_plugins": [MediaTypesPlugin()]})

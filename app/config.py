@@ -51,6 +51,8 @@ class Settings:
     broker_url: str = ""
     redis_ssl_cert_reqs: str = "none"
     redis_socket_timeout: float = 0.5
+    redis_max_connections: int = 8
+    body_timeout: float = 10.0
     max_content_length: int = 1024 * 1024
     max_import_bytes: int = 100 * 1024 * 1024
     cache_ttl: int = 300
@@ -61,7 +63,7 @@ class Settings:
     job_stale_after: int = 120
     job_max_attempts: int = 5
     job_retention_days: int = 7
-    job_events_seconds: int = 25
+    job_events_seconds: int = 300
     import_chunk_rows: int = 5000
     access_token_minutes: int = 15
     refresh_token_days: int = 30
@@ -82,6 +84,8 @@ class Settings:
             broker_url=env.get("CELERY_BROKER_URL") or env.get("REDIS_URL") or cls.redis_url,
             redis_ssl_cert_reqs=env.get("REDIS_SSL_CERT_REQS", cls.redis_ssl_cert_reqs),
             redis_socket_timeout=float(env.get("REDIS_SOCKET_TIMEOUT") or 0.5),
+            redis_max_connections=_int(env, "REDIS_MAX_CONNECTIONS", cls.redis_max_connections),
+            body_timeout=float(env.get("BODY_TIMEOUT") or cls.body_timeout),
             max_content_length=_int(env, "MAX_CONTENT_LENGTH", cls.max_content_length),
             max_import_bytes=_int(env, "MAX_IMPORT_BYTES", cls.max_import_bytes),
             cache_ttl=_int(env, "CACHE_TTL", cls.cache_ttl),
@@ -92,7 +96,7 @@ class Settings:
             job_stale_after=_int(env, "JOB_STALE_AFTER", 120),
             job_max_attempts=_int(env, "JOB_MAX_ATTEMPTS", 5),
             job_retention_days=_int(env, "JOB_RETENTION_DAYS", 7),
-            job_events_seconds=_int(env, "JOB_EVENTS_SECONDS", 25),
+            job_events_seconds=_int(env, "JOB_EVENTS_SECONDS", cls.job_events_seconds),
             import_chunk_rows=_int(env, "IMPORT_CHUNK_ROWS", 5000),
             access_token_minutes=_int(env, "ACCESS_TOKEN_MINUTES", 15),
             refresh_token_days=_int(env, "REFRESH_TOKEN_DAYS", 30),
@@ -121,6 +125,8 @@ class Settings:
             raise ConfigError("TRUSTED_PROXY_HOPS must be >= 0")
         if self.max_import_bytes <= 0 or self.max_content_length <= 0:
             raise ConfigError("MAX_IMPORT_BYTES and MAX_CONTENT_LENGTH must be positive")
+        if self.redis_max_connections < 2 or self.body_timeout <= 0:
+            raise ConfigError("REDIS_MAX_CONNECTIONS must be >= 2 and BODY_TIMEOUT > 0")
         if min(self.job_stale_after, self.job_max_attempts, self.import_chunk_rows) <= 0:
             raise ConfigError("JOB_STALE_AFTER, JOB_MAX_ATTEMPTS and IMPORT_CHUNK_ROWS must be > 0")
 

@@ -37,6 +37,8 @@ class Base(DeclarativeBase):
 
 log = logging.getLogger(__name__)
 
+POOL_WAIT_SECONDS = 2.0
+
 
 class RedisClient:
     """One Redis connection pool per process, shared by every part that talks to Redis.
@@ -55,7 +57,15 @@ class RedisClient:
     def init_app(self, app: Flask) -> None:
         settings = app.config["SETTINGS"]
         options: dict[str, Any] = redis_connection_options(settings.redis_url, settings)
-        self._client = redis.Redis.from_url(settings.redis_url, **options)
+        # Bounded: however many requests wait at once (hundreds of followers under
+        # gevent), this process opens at most this many connections; the others queue.
+        pool = redis.BlockingConnectionPool.from_url(
+            settings.redis_url,
+            max_connections=settings.redis_max_connections,
+            timeout=POOL_WAIT_SECONDS,
+            **options,
+        )
+        self._client = redis.Redis(connection_pool=pool)
         app.extensions["redis"] = self
 
     def available(self) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from marshmallow import EXCLUDE, Schema, fields, validate
 
 from app.schemas import PageArgsSchema
-from app.services.jobs import MODES, STATUSES
+from app.services.jobs import MAX_WAIT_SECONDS, MODES, STATUSES
 
 
 class ImportArgsSchema(Schema):
@@ -31,6 +31,19 @@ class JobListArgsSchema(PageArgsSchema):
         unknown = EXCLUDE
 
     status = fields.String(validate=validate.OneOf(STATUSES))
+
+
+class JobWaitArgsSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    wait = fields.Integer(
+        validate=validate.Range(min=1, max=MAX_WAIT_SECONDS),
+        metadata={
+            "description": "Long poll: hold up to this many seconds until the job changes "
+            "(as `Prefer: wait=N`)"
+        },
+    )
 
 
 class ErrorListArgsSchema(PageArgsSchema):

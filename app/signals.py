@@ -13,5 +13,5 @@ _signals = Namespace()
 #: Sent with ``store_id=`` after a committed change to a store or its items.
 store_changed = _signals.signal("store-changed")
 
-#: Sent with ``job=`` (the committed ``Job`` row) after every commit that changes a job.
+#: Sent with ``job_ids=`` (a tuple) after every commit that changes (or deletes) jobs.
 job_changed = _signals.signal("job-changed")

@@ -9,12 +9,13 @@ from flask.views import MethodView
 from flask_jwt_extended import jwt_required
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
-from app import negotiation
 from app.api.common import Blueprint, caller
+from app.api.jobs import job_response
 from app.job_schemas import ImportArgsSchema, JobSchema
 from app.schemas import ProblemSchema
 from app.services import catalog, jobs, uploads
 from app.services.errors import Invalid
+from app.services.job_state import state_of
 
 blp = Blueprint("imports", __name__, url_prefix="/v1", description="Bulk item imports")
 
@@ -63,8 +64,9 @@ class StoreImports(MethodView):
             spooled.close()
         if new:
             jobs.dispatch(job.id)
-        headers = {"Location": f"/v1/jobs/{job.id}", "Retry-After": "1"}
-        return negotiation.render(jobs.to_dict(job), 202 if new else 200, headers, resource="job")
+        response = job_response(state_of(job), 202 if new else 200)
+        response.headers["Location"] = f"/v1/jobs/{job.id}"
+        return response
 
 
 def settings():

@@ -1,32 +1,77 @@
-"""Jobs: the caller's own, read by id (cheap), listed, their row errors, cancel, events."""
+"""Jobs: the caller's own, read by id (from Redis, long-polled), listed, their row
+errors, cancel, events."""
 
 from __future__ import annotations
+
+import re
 
 from flask import Response, current_app, request, stream_with_context
 from flask.views import MethodView
 from flask_jwt_extended import jwt_required
 
-from app import negotiation
+from app import negotiation, security
 from app.api.common import Blueprint, caller, list_response
 from app.job_schemas import (
     ErrorListArgsSchema,
     JobListArgsSchema,
     JobListSchema,
     JobSchema,
+    JobWaitArgsSchema,
     RowErrorListSchema,
 )
 from app.schemas import ProblemSchema
 from app.services import job_events, jobs
+from app.services.job_state import JobState, state_of
 
 blp = Blueprint("jobs", __name__, url_prefix="/v1/jobs", description="Background jobs")
 ERROR_COLUMNS = ("row", "field", "message", "value")
 SECURITY = [{"bearerAuth": []}]
+PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*\"?(\d{1,6})\"?", re.IGNORECASE)
+PREFER_DOC = {
+    "name": "Prefer",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "example": "wait=20"},
+    "description": "`wait=N` (1-25): long poll, as `?wait=N`",
+}
 
 
-def render_job(job, status: int = 200) -> Response:
-    # While a job is not finished, tell pollers how long to wait.
-    headers = {"Retry-After": "1"} if job.status in jobs.ACTIVE else None
-    return negotiation.render(jobs.to_dict(job), status, headers, resource="job")
+def etag_for(state: JobState, fmt: str) -> str:
+    """Each representation of a state has its own validator; JSON's is the state's."""
+    return state.etag if fmt == "json" else f'"{state.etag.strip(chr(34))}-{fmt}"'
+
+
+def job_response(state: JobState, status: int = 200, *, waited: int | None = None) -> Response:
+    """A job in the negotiated format, or ``304`` when ``If-None-Match`` names it."""
+    fmt = negotiation.negotiate()
+    etag = etag_for(state, fmt)
+    headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
+    if not state.finished:  # tell pollers how long to wait (and no one else)
+        headers["Retry-After"] = "1"
+    if waited is not None:
+        headers["Preference-Applied"] = f"wait={waited}"
+    if status == 200 and request.if_none_match.contains_weak(etag.strip('"')):
+        response = current_app.response_class(status=304, headers=headers)
+        del response.headers["Content-Type"]
+        response.vary.add("Accept")
+        return response
+    if fmt == "json":  # the bytes kept in Redis, as they are
+        response = current_app.response_class(state.body, status, mimetype="application/json")
+        response.vary.add("Accept")
+        response.headers.update(headers)
+        return response
+    return negotiation.render(state.data(), status, headers, resource="job", fmt=fmt)
+
+
+def requested_wait(query_wait: int | None) -> int | None:
+    """Seconds to hold a poll: ``?wait=N`` (validated), else ``Prefer: wait=N`` (a hint,
+    brought into 1-25), else none."""
+    if query_wait is not None:
+        return query_wait
+    found = PREFER_WAIT.search(request.headers.get("Prefer", ""))
+    if found is None or int(found.group(1)) == 0:
+        return None
+    return min(int(found.group(1)), jobs.MAX_WAIT_SECONDS)
 
 
 @blp.route("")
@@ -45,13 +90,21 @@ class Jobs(MethodView):
 
 @blp.route("/<string:job_id>")
 class Job(MethodView):
-    @jwt_required()
+    @blp.arguments(JobWaitArgsSchema, location="query")
     @blp.response(200, JobSchema)
+    @blp.alt_response(304, description="Unchanged: If-None-Match names the current state")
     @blp.alt_response(404, schema=ProblemSchema, description="Unknown, or someone else's")
-    @blp.doc(security=SECURITY)
-    def get(self, job_id: str) -> Response:
-        """Read a job (Retry-After while it is not finished)"""
-        return render_job(jobs.get_job(caller(), job_id))
+    @blp.doc(security=SECURITY, parameters=[PREFER_DOC])
+    def get(self, args: dict, job_id: str) -> Response:
+        """Read a job; long poll with Prefer: wait=N (Retry-After while it is not finished)"""
+        user_id = security.token_identity()
+        wait = requested_wait(args.get("wait"))
+        if wait is None:
+            return job_response(job_events.current(user_id, job_id))
+        fmt, inm = negotiation.negotiate(), request.if_none_match
+        seen = (lambda s: inm.contains_weak(etag_for(s, fmt).strip('"'))) if inm else None
+        state = job_events.wait_for_change(user_id, job_id, seen=seen, seconds=wait)
+        return job_response(state, waited=wait)
 
 
 @blp.route("/<string:job_id>/errors")
@@ -80,19 +133,20 @@ class JobCancel(MethodView):
     @blp.doc(security=SECURITY)
     def post(self, job_id: str) -> Response:
         """Cancel a job (it stops at its next chunk boundary)"""
-        return render_job(jobs.cancel(jobs.get_job(caller(), job_id)), 202)
+        return job_response(state_of(jobs.cancel(jobs.get_job(caller(), job_id))), 202)
 
 
 @blp.route("/<string:job_id>/events")
 class JobEvents(MethodView):
-    @jwt_required()
     @blp.response(200, description="text/event-stream: progress events, then done")
     @blp.doc(security=SECURITY)
     def get(self, job_id: str) -> Response:
         """Follow a job as Server-Sent Events (bounded; reconnect with Last-Event-ID)"""
-        job = jobs.get_job(caller(), job_id)
+        user_id = security.token_identity()
+        job_events.current(user_id, job_id)  # 404 now, not an empty stream
         events = job_events.stream(
-            job.id,
+            user_id,
+            job_id,
             last_event_id=request.headers.get("Last-Event-ID"),
             lifetime=current_app.config["SETTINGS"].job_events_seconds,
         )

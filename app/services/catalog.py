@@ -10,7 +10,8 @@ from sqlalchemy import Select, delete, select
 from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
-from app.models import Item, Store, User
+from app.models import Item, Job, Store, User
+from app.services import jobs
 from app.services.errors import Conflict, Forbidden, NotFound
 from app.services.pagination import Page, SortKey, paginate
 
@@ -107,10 +108,12 @@ def delete_store(store: Store, *, user: User) -> None:
     """Delete a store and its items."""
     require_owner(store, user)
     store_id = store.id
+    job_ids = tuple(db.session.scalars(select(Job.id).where(Job.store_id == store_id)))
     # Explicit delete: SQLite enforces ON DELETE CASCADE only with foreign_keys=ON.
     db.session.execute(delete(Item).where(Item.store_id == store_id))
     db.session.delete(store)
     db.session.commit()
+    jobs.announce(*job_ids)  # the store's jobs went with it (cascade)
     store_changed(store_id)
 
 

@@ -190,6 +190,7 @@ class _Run:
         if checkpoint.rowcount != 1:
             raise LeaseLost
         db.session.commit()
+        jobs.announce(self.job_id)
         self.done, self.created, self.updated = row, self.created + created, updated_total
         self.failed += failed_rows
         if items and not self.dry_run:
@@ -229,6 +230,7 @@ class _Run:
             raise LeaseLost
         uploads.delete_upload(db.session, self.job_id)
         db.session.commit()
+        jobs.announce(self.job_id)
         if not self.dry_run:
             # Also covers chunks committed by an earlier, interrupted run.
             _announce(self.store_id)

@@ -1,58 +1,94 @@
-"""Server-Sent Events for a job: ``progress`` whenever its figures change, then ``done``.
+"""Following a job: a poll, a long poll and an event stream, all driven by change notices.
 
-A stream lives at most ``JOB_EVENTS_SECONDS`` (it holds a gunicorn thread, and Heroku's
-router drops idle requests at 30 s); it then ends with a comment and the client
-reconnects, sending ``Last-Event-ID`` so an unchanged state is not sent again.
+Each reads the job's state from Redis (``job_state``; the database when Redis cannot
+answer) and waits for its next change on the process's one subscription
+(``job_notices``), never by polling the database. A wait holds no request thread under
+the gevent worker, ends early when the process is told to stop (``lifecycle``), and
+re-reads the state at least every ``job_notices.FALLBACK_SECONDS`` while notices cannot
+be received.
+
+An event stream sends ``progress`` whenever the job's figures change and ``done`` when
+it has finished, a comment every ``KEEPALIVE_SECONDS`` (Heroku's router drops a stream
+silent for 55 s), and ends after ``JOB_EVENTS_SECONDS``; the client reconnects with
+``Last-Event-ID`` (the state's ETag), so an unchanged state is not sent again.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
-import orjson
+from app import lifecycle
+from app.services.errors import NotFound
+from app.services.job_notices import notices
+from app.services.job_state import JobState, read
 
-from app.extensions import db
-from app.models import Job
-from app.services import jobs
-
-POLL_SECONDS = 0.25
 KEEPALIVE_SECONDS = 10.0
 
 
-def event_id(job: Job) -> str:
-    """Names a state of the job's figures: equal ids mean nothing new to say."""
-    return f"{job.status}-{job.processed}-{job.failed}-{job.deleted}"
+def current(user_id: int, job_id: str) -> JobState:
+    """The caller's job as a poll answers it; someone else's is unknown (404)."""
+    state = read(job_id)
+    if state is None or state.user_id != user_id:
+        raise NotFound(f"No job with id {job_id}.")
+    return state
 
 
-def _event(name: str, job: Job) -> str:
-    data = orjson.dumps(jobs.to_dict(job)).decode()
-    return f"id: {event_id(job)}\nevent: {name}\ndata: {data}\n\n"
+def wait_for_change(
+    user_id: int,
+    job_id: str,
+    *,
+    seen: Callable[[JobState], bool] | None,
+    seconds: float,
+) -> JobState:
+    """Hold until the job's state is not one the client has ``seen`` (default: its state
+    on arrival) or the job has finished, at most ``seconds``; returns the state then
+    (the caller tells a change from a time-out)."""
+    deadline = time.monotonic() + seconds
+    with notices().listen(job_id) as waiter:
+        state = current(user_id, job_id)
+        arrival = state.etag
+        unchanged = seen or (lambda s: s.etag == arrival)
+        while not state.finished and unchanged(state) and not lifecycle.stopping():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            waiter.wait(remaining)
+            state = current(user_id, job_id)
+    return state
 
 
-def stream(job_id: str, *, last_event_id: str | None, lifetime: float) -> Iterator[str]:
-    """The event stream of a job the caller may see (checked before streaming)."""
+def event_id(state: JobState) -> str:
+    return state.etag.strip('"')
+
+
+def _event(name: str, state: JobState) -> str:
+    return f"id: {event_id(state)}\nevent: {name}\ndata: {state.body.decode()}\n\n"
+
+
+def stream(
+    user_id: int, job_id: str, *, last_event_id: str | None, lifetime: float
+) -> Iterator[str]:
+    """The event stream of a job the caller owns (check with ``current`` first)."""
     deadline = time.monotonic() + lifetime
-    last_sent = last_event_id
-    last_write = time.monotonic()
     yield "retry: 1000\n\n"
-    while True:
-        job = db.session.get(Job, job_id, populate_existing=True)
-        # Release the connection between polls: a stream must not pin a pooled one.
-        db.session.close()
-        if job is None:
-            return
-        if job.status in jobs.TERMINAL:
-            yield _event("done", job)
-            return
-        if event_id(job) != last_sent:
-            last_sent = event_id(job)
-            last_write = time.monotonic()
-            yield _event("progress", job)
-        elif time.monotonic() - last_write > KEEPALIVE_SECONDS:
-            last_write = time.monotonic()
-            yield ": keep-alive\n\n"
-        if time.monotonic() >= deadline:
-            yield ": lifetime reached; reconnect with Last-Event-ID\n\n"
-            return
-        time.sleep(POLL_SECONDS)
+    last_sent, last_write = last_event_id, time.monotonic()
+    with notices().listen(job_id) as waiter:
+        while True:
+            state = read(job_id)
+            if state is None or state.user_id != user_id:
+                return  # deleted meanwhile
+            if state.finished:
+                yield _event("done", state)
+                return
+            now = time.monotonic()
+            if event_id(state) != last_sent:
+                last_sent, last_write = event_id(state), now
+                yield _event("progress", state)
+            elif now - last_write >= KEEPALIVE_SECONDS:
+                last_write = now
+                yield ": keep-alive\n\n"
+            if now >= deadline or lifecycle.stopping():
+                yield ": reconnect with Last-Event-ID\n\n"
+                return
+            waiter.wait(min(KEEPALIVE_SECONDS - (now - last_write), deadline - now))

@@ -23,6 +23,7 @@ from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from app import signals
 from app.config import Settings
 from app.extensions import db
 from app.models import Job, JobError, Store, UploadChunk, User, utcnow
@@ -37,10 +38,24 @@ ACTIVE = ("queued", "running")
 TERMINAL = ("succeeded", "failed", "cancelled")
 STATUSES = ACTIVE + TERMINAL
 MODES = ("upsert", "create", "replace")
+MAX_WAIT_SECONDS = 25  # a long poll's longest hold, inside Heroku's 30 s router timeout
 
 
 def settings() -> Settings:
     return current_app.config["SETTINGS"]
+
+
+def announce(*job_ids: str) -> None:
+    """After a commit that changed these jobs: tell the listeners (the job-state store).
+
+    The commit stands whatever a listener does, so a failing one is logged, not raised.
+    """
+    if not job_ids:
+        return
+    try:
+        signals.job_changed.send(current_app._get_current_object(), job_ids=job_ids)
+    except Exception:
+        log.exception("jobs %s changed but announcing it failed", ", ".join(job_ids))
 
 
 def new_job_id() -> str:
@@ -99,6 +114,7 @@ def submit(
         if prior is None:
             raise
         return _same_request(prior, spooled.sha256), False
+    announce(job.id)
     return job, True
 
 
@@ -188,6 +204,7 @@ def cancel(job: Job) -> Job:
             .values(cancel_requested=True)
         )
     db.session.commit()
+    announce(job.id)
     db.session.refresh(job)
     if job.status in ("succeeded", "failed"):
         raise Conflict(f"Job {job.id} has already finished ({job.status}).")
@@ -220,7 +237,10 @@ def claim(job_id: str) -> str | None:
         )
     ).rowcount
     db.session.commit()
-    return lease if claimed == 1 else None
+    if claimed != 1:
+        return None
+    announce(job_id)
+    return lease
 
 
 def release(job_id: str, lease: str) -> bool:
@@ -236,6 +256,8 @@ def release(job_id: str, lease: str) -> bool:
         )
     ).rowcount
     db.session.commit()
+    if released:
+        announce(job_id)
     return released == 1
 
 
@@ -261,6 +283,7 @@ def reap() -> list[str]:
         .limit(200)
     ).all()
     resend: list[str] = []
+    changed: list[str] = []
     for job_id, status, attempts in stale:
         still_stale = (Job.id == job_id, Job.status == status, Job.heartbeat_at < cutoff)
         if status == "running" and attempts >= conf.job_max_attempts:
@@ -277,6 +300,7 @@ def reap() -> list[str]:
                 )
             ).rowcount
             if done:
+                changed.append(job_id)
                 uploads.delete_upload(db.session, job_id)
                 log.warning("job %s failed after %s attempts", job_id, attempts)
             continue
@@ -284,9 +308,11 @@ def reap() -> list[str]:
             update(Job).where(*still_stale).values(status="queued", lease=None, heartbeat_at=now)
         ).rowcount
         if moved:
+            changed.append(job_id)
             resend.append(job_id)
             log.info("job %s was %s with no live worker; re-sending it", job_id, status)
     db.session.commit()
+    announce(*changed)
     return resend
 
 
@@ -299,6 +325,7 @@ def expire(now: datetime | None = None, batch: int = 500) -> int:
         db.session.execute(delete(UploadChunk).where(UploadChunk.job_id.in_(ids)))
         db.session.execute(delete(Job).where(Job.id.in_(ids)))
     db.session.commit()
+    announce(*ids)
     return len(ids)
 
 
