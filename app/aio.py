@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
+import time
 from asyncio import events
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -124,3 +125,27 @@ def _current_greenlet() -> Any:
     import greenlet
 
     return greenlet.getcurrent()
+
+
+def offload(func: Callable[..., T], *args: Any) -> T:
+    """Run CPU-bound C code (password hashing) where it does not stall other requests.
+
+    Under gevent every request of the process shares one OS thread: a 0.1-1 s Argon2 hash
+    would freeze all of them. The hub's pool of native threads runs it instead (Argon2
+    releases the GIL); elsewhere it is a plain call.
+    """
+    if not gevent_patched():
+        return func(*args)
+    from gevent import get_hub
+
+    return get_hub().threadpool.apply(func, args)
+
+
+def cooperate() -> None:
+    """Between the batches of a long response: let the other requests of the process run.
+
+    A gevent greenlet only yields when it would block; one streaming a large CSV to a fast
+    client never does. ``time.sleep(0)`` is gevent's yield when patched, and nearly free
+    otherwise.
+    """
+    time.sleep(0)

@@ -15,6 +15,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
+from app.aio import cooperate
+
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 ROWS_PER_CHUNK = 200
 
@@ -42,4 +44,5 @@ def lines(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> Iterator
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()
+            cooperate()
     yield buffer.getvalue()

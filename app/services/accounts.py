@@ -7,6 +7,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from app.aio import offload
 from app.extensions import db
 from app.models import Store, User
 from app.services.errors import Conflict, NotFound
@@ -20,7 +21,7 @@ def register_user(*, username: str, password: str) -> User:
     """Create a user; ``Conflict`` when the username is taken."""
     if db.session.scalar(select(User.id).where(User.username == username)) is not None:
         raise Conflict(f"The username {username!r} is already taken.")
-    user = User(username=username, password_hash=_hasher.hash(password))
+    user = User(username=username, password_hash=offload(_hasher.hash, password))
     db.session.add(user)
     try:
         db.session.commit()
@@ -34,13 +35,13 @@ def authenticate(*, username: str, password: str) -> User | None:
     """The user with these credentials, or ``None``; same cost whether or not they exist."""
     user = db.session.scalar(select(User).where(User.username == username))
     try:
-        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+        offload(_hasher.verify, user.password_hash if user else _DUMMY_HASH, password)
     except (VerificationError, InvalidHashError):
         return None
     if user is None:
         return None
     if _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = _hasher.hash(password)
+        user.password_hash = offload(_hasher.hash, password)
         db.session.commit()
     return user
 
