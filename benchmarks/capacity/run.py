@@ -250,6 +250,20 @@ def job(base: str, auth: dict[str, str], job_id: str) -> dict[str, Any]:
     return requests.get(f"{base}/v1/jobs/{job_id}", headers=auth, timeout=10).json()
 
 
+def worker_rate(base: str, auth: dict[str, str], job_id: str) -> float:
+    """Rows/s of the worker on a running import, over about two seconds."""
+    wait_until(
+        lambda: job(base, auth, job_id)["progress"]["processed"] > 0,
+        timeout=60, interval=0.05, what="the first long import to start",
+    )  # fmt: skip
+    first, t0 = job(base, auth, job_id)["progress"]["processed"], time.monotonic()
+    time.sleep(2.0)
+    state = job(base, auth, job_id)
+    if state["status"] != "running":  # finished within the two seconds: at least this fast
+        return state["progress"]["processed"] / 2.0
+    return max(1.0, (state["progress"]["processed"] - first) / (time.monotonic() - t0))
+
+
 def cancel_all(base: str, auth: dict[str, str], job_ids: list[str], timeout: float) -> None:
     """Cancel what has not finished and wait (bounded) until each has stopped."""
     for job_id in job_ids:
@@ -378,11 +392,12 @@ async def wake_phase(
     """Long polls held on queued and running jobs while their state changes: claims and
     finishes committed by the worker, cancels committed by the web process."""
     base = service.base
-    blocker = await asyncio.to_thread(upload, base, auth, stores["blocker"], csv)
+    # Two long imports keep the worker busy while the small jobs wait, queued, for cancels.
+    blockers = [await asyncio.to_thread(upload, base, auth, stores["blocker"], csv) for _ in "ab"]
     smalls = []
     for _ in range(jobs_n):
         smalls.append(await asyncio.to_thread(upload, base, auth, stores["wake"], small))
-    ids = [blocker["id"]] + [j["id"] for j in smalls]
+    ids = [b["id"] for b in blockers] + [j["id"] for j in smalls]
     until = time.monotonic() + 90
     followers = [asyncio.create_task(wake.follow(service.port, token, i, until)) for i in ids]
     await asyncio.sleep(1.5)  # every follower holding its long poll
@@ -396,8 +411,9 @@ async def wake_phase(
              "finished_at": body.get("finished_at"), "sent": r.sent_at, "acked": r.done_at}
         )  # fmt: skip
         await asyncio.sleep(0.1)
-    # The blocker, running, stops at its next chunk: the queued half then runs.
-    await conn.request("POST", f"/v1/jobs/{blocker['id']}/cancel", auth, timeout=30)
+    # The blockers stop at their next chunk (or at once if queued): the rest then runs.
+    for b in blockers:
+        await conn.request("POST", f"/v1/jobs/{b['id']}/cancel", auth, timeout=30)
     conn.close()
     followed = await asyncio.gather(*followers)
     by_id = {c["job_id"]: c for c in cancels if c["job_status"] == "cancelled"}
@@ -513,9 +529,7 @@ def main(argv: list[str] | None = None) -> int:
     rounds = args.rounds or (2 if quick else 5)
     round_seconds = args.round_seconds or (3 if quick else 6)
     wake_jobs = args.wake_jobs or (16 if quick else 40)
-    # The long imports must outlast the hold (ramp + settle + window) at the rate of a
-    # niced worker on a busy machine (about 25 000 rows/s, pessimistically).
-    long_jobs = args.long_jobs or max(2, int((seconds + 20) * 25_000 / args.import_rows) + 1)
+    long_jobs = args.long_jobs or 0  # 0: as many as the worker's measured rate needs
     started = time.monotonic()
     limits = raise_open_files(2 * (followers + uploaders) + 1024)
     load_before = [round(x, 2) for x in os.getloadavg()]
@@ -533,6 +547,7 @@ def main(argv: list[str] | None = None) -> int:
                 rounds=rounds, round_seconds=round_seconds, wake_jobs=wake_jobs,
                 import_rows=args.import_rows, long_jobs=long_jobs,
             )  # fmt: skip
+            long_jobs = results["long_jobs"]
         finally:
             if service is not None:
                 service.stop()
@@ -576,8 +591,15 @@ def _run(service: Service, workdir: Path, *, followers: int, uploaders: int, sec
     }
     csv = write_csv(workdir / "long.csv", import_rows)
     small = write_csv(workdir / "small.csv", 500)
-    long_ids = []
-    for i in range(long_jobs):
+    long_ids = [upload(base, auth, new_store(base, auth, "Bench long 0"), csv)["id"]]
+    if not long_jobs:
+        # Enough long imports, one after another on the worker, to outlast the hold at
+        # the worker's rate measured now (it only slows down under the held load).
+        rate = worker_rate(base, auth, long_ids[0])
+        hold_s = min(5.0, 1.0 + followers / 200) + 3.0 + seconds + 15.0
+        long_jobs = min(40, max(2, int(rate * hold_s / import_rows) + 1))
+        print(f"worker: {rate:.0f} rows/s idle -> {long_jobs} long imports", flush=True)
+    for i in range(1, long_jobs):
         long_ids.append(upload(base, auth, new_store(base, auth, f"Bench long {i}"), csv)["id"])
     print(f"{long_jobs} long imports of {import_rows} rows submitted", flush=True)
     sampler = Sampler(service.web.proc.pid, service.redis.url, service.redis.port)
@@ -609,6 +631,7 @@ def _run(service: Service, workdir: Path, *, followers: int, uploaders: int, sec
     ]
     polls = job_polls(service, token, finished[0], workdir, rounds, round_seconds)
     return {
+        "long_jobs": long_jobs,
         "database": service.database,
         "gunicorn": service.gunicorn,
         "x_cache_before": checks,
