@@ -144,6 +144,8 @@ class Connection:
                     raise
             except (TimeoutError, OSError) as exc:
                 self.close()
+                if isinstance(exc, TimeoutError):
+                    raise HTTPError(f"no complete answer within {timeout} s") from exc
                 if not (reused and attempt == 1 and isinstance(exc, ConnectionError)):
                     raise HTTPError(f"{type(exc).__name__}: {exc}") from exc
         raise HTTPError("unreachable")

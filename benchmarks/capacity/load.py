@@ -204,7 +204,11 @@ async def streamer(
                             stats.counts[f"events_{name}"] += 1
                             if name == "done":
                                 pool.finish(job)
-            except (HTTPError, OSError, TimeoutError) as exc:
+            except TimeoutError:
+                stage = "between events" if opened else "before the response headers"
+                stats.transport(TimeoutError(f"no byte for 30-40 s {stage}"))
+                conn.close()
+            except (HTTPError, OSError) as exc:
                 stats.transport(exc)
                 conn.close()
             finally:
@@ -266,7 +270,9 @@ async def uploader(
             stats.status(status)
             stats.counts["uploads_answered"] += 1
             stats.counts["upload_bytes"] += len(body)
-        except (HTTPError, OSError, TimeoutError) as exc:
+        except TimeoutError:
+            stats.transport(TimeoutError("no progress for 30 s (connect, send or answer)"))
+        except (HTTPError, OSError) as exc:
             stats.transport(exc)
         finally:
             stats.open_now -= 1

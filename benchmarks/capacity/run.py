@@ -443,10 +443,15 @@ async def wake_phase(
 
 
 def wrk(url: str, seconds: int, script: Path) -> dict[str, Any]:
-    out = subprocess.run(
+    done = subprocess.run(
         ["wrk", "-t2", "-c32", f"-d{seconds}s", "--latency", "-s", str(script), url],
-        capture_output=True, text=True, timeout=seconds + 60, check=True,
-    ).stdout  # fmt: skip
+        capture_output=True, text=True, timeout=seconds + 60,
+    )  # fmt: skip
+    out = done.stdout
+    if done.returncode or "Requests/sec:" not in out:  # a failed run is a figure, not a crash
+        print(f"  wrk failed ({done.returncode}): {done.stderr.strip()} {out[-500:]}", flush=True)
+        return {"rps": 0.0, "p50_ms": None, "p99_ms": None, "non_2xx_3xx": 0,
+                "socket_errors": 1, "failed": (done.stderr or out)[-500:]}  # fmt: skip
     pct = dict(re.findall(r"^\s+(50|90|99)%\s+([\d.]+(?:us|ms|s))$", out, re.M))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
@@ -486,8 +491,12 @@ def job_polls(
         order = [("job_polls", url), ("bare", bare + "/page")]
         for name, target in order if r % 2 == 0 else order[::-1]:
             runs[name].append(wrk(target, seconds, script))
+            if "failed" in runs[name][-1]:
+                log = workdir / ("web.log" if name == "job_polls" else "bare.log")
+                print(log.read_text(errors="replace")[-1500:], flush=True)
             print(f"  round {r + 1} {name:>9}: {runs[name][-1]['rps']:8.0f} req/s", flush=True)
-    ratios = [a["rps"] / b["rps"] for a, b in zip(runs["job_polls"], runs["bare"], strict=True)]
+    pairs = zip(runs["job_polls"], runs["bare"], strict=True)
+    ratios = [a["rps"] / b["rps"] if b["rps"] else 0.0 for a, b in pairs]
     return {
         "body_bytes": len(body),
         "rounds": rounds,
