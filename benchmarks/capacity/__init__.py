@@ -1,0 +1,1 @@
+"""``python -m benchmarks.capacity``: followers and slow uploads held open (see run.py)."""
