@@ -238,6 +238,6 @@ def test_event_stream_wakes_on_notices_without_reading_the_database(app, alice, 
         run_queued(app)
         follower.join(timeout=15)
     events = parse_events(collected["text"])
-    assert [e["event"] for e in events][0] == "progress"
+    assert events[0]["event"] == "progress"
     assert events[-1]["event"] == "done" and '"status":"succeeded"' in events[-1]["data"]
     assert statements == [], statements
