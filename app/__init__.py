@@ -13,9 +13,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import aio, caching, errors, security
+from app import aio, bodies, caching, errors, security
 from app.api import register_blueprints
-from app.body_timeout import BodyTimeout
 from app.config import Settings
 from app.extensions import api, cache, db, limiter, migrate, redis_client
 from app.negotiation import OrjsonProvider
@@ -43,7 +42,7 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     app.json = OrjsonProvider(app)
     app.config.update(settings.flask_config())
     _configure_logging(settings.log_level)
-    app.wsgi_app = BodyTimeout(app.wsgi_app, settings.body_timeout)  # type: ignore[method-assign]
+    bodies.init_app(app)
     _trust_proxies(app, settings.trusted_proxy_hops)
     _init_extensions(app)
     register_blueprints(app)

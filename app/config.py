@@ -51,7 +51,7 @@ class Settings:
     broker_url: str = ""
     redis_ssl_cert_reqs: str = "none"
     redis_socket_timeout: float = 0.5
-    redis_max_connections: int = 8
+    redis_max_connections: int = 6
     body_timeout: float = 10.0
     max_content_length: int = 1024 * 1024
     max_import_bytes: int = 100 * 1024 * 1024

@@ -164,6 +164,7 @@ def live_server(service_env: dict[str, str], tmp_path) -> Iterator:
         started.append(proc)
         return base
 
+    start.started = started  # type: ignore[attr-defined]  # the processes, for signals and logs
     yield start
     for proc in started:
         proc.stop()

@@ -11,6 +11,8 @@ from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
 from app.api.common import Blueprint, caller
 from app.api.jobs import job_response
+from app.bodies import streams_body
+from app.extensions import db
 from app.job_schemas import ImportArgsSchema, JobSchema
 from app.schemas import ProblemSchema
 from app.services import catalog, jobs, uploads
@@ -41,19 +43,21 @@ class StoreImports(MethodView):
     @blp.alt_response(413, schema=ProblemSchema, description="Larger than MAX_IMPORT_BYTES")
     @blp.alt_response(415, schema=ProblemSchema, description="Not CSV, JSON or NDJSON")
     @blp.doc(security=[{"bearerAuth": []}])
+    @streams_body
     def post(self, args: dict, store_id: int) -> Response:
         """Import items from a CSV, JSON array or NDJSON file (owner only)"""
-        store = catalog.get_store(store_id)
-        catalog.require_owner(store, caller())
+        catalog.require_owner(catalog.get_store(store_id), caller())
         file_format, source = uploaded_file()
-        salt = f"{store.id}|{file_format}|{args['mode']}|{int(args['dry_run'])}\n".encode()
+        # No pooled connection is held while the client sends the file, however slowly.
+        db.session.commit()
+        salt = f"{store_id}|{file_format}|{args['mode']}|{int(args['dry_run'])}\n".encode()
         spooled = uploads.spool(source, limit=settings().max_import_bytes, salt=salt)
         try:
             if spooled.size == 0:
                 raise BadRequest("The file is empty.")
             job, new = jobs.submit(
                 user=caller(),
-                store=store,
+                store=catalog.get_store(store_id),  # it may have been deleted meanwhile
                 file_format=file_format,
                 mode=args["mode"],
                 dry_run=args["dry_run"],
