@@ -40,9 +40,12 @@ def test_gunicorn_config_follows_herokus_template(monkeypatch):
     monkeypatch.setenv("PORT", "6543")
     monkeypatch.setenv("WEB_CONCURRENCY", "3")
     monkeypatch.delenv("BIND_HOST", raising=False)
+    monkeypatch.delenv("GUNICORN_WORKER_CLASS", raising=False)
     conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
     assert conf["bind"] == ["[::]:6543"]
-    assert conf["workers"] == 3 and conf["worker_class"] == "gthread"
+    # long-lived requests (event streams, long polls, slow uploads) cost no thread
+    assert conf["workers"] == 3 and conf["worker_class"] == "gevent"
+    assert conf["worker_connections"] >= 500 and callable(conf["post_worker_init"])
     # inside Heroku's 30 s router timeout and the 30 s between SIGTERM and SIGKILL
     assert conf["timeout"] < 30 and conf["graceful_timeout"] < 30
 
