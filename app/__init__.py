@@ -13,7 +13,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import aio, caching, errors, security
+from app import aio, caching, errors, query, ratelimit, security
 from app.api import register_blueprints
 from app.config import Settings
 from app.extensions import api, cache, db, limiter, migrate, redis_client
@@ -45,6 +45,7 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     _init_extensions(app)
     register_blueprints(app)
     errors.init_app(app)
+    query.init_app(app)
     celery_init_app(app)
     return app
 
@@ -75,6 +76,7 @@ def _init_extensions(app: Flask) -> None:
         "connection_pool": redis_client.client.connection_pool
     }
     limiter.init_app(app)
+    ratelimit.init_app(app)
     cache.init_app(app)
     caching.init_app(app)
     security.init_app(app)
