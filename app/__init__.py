@@ -13,7 +13,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import aio, bodies, caching, errors, security
+from app import aio, bodies, caching, errors, query, ratelimit, security
 from app.api import register_blueprints
 from app.config import Settings
 from app.extensions import api, cache, db, limiter, migrate, redis_client
@@ -24,7 +24,7 @@ from workers import celery_init_app
 
 
 class StoresFlask(Flask):
-    """Flask, with async views on a per-thread event loop and cache hits served first."""
+    """Flask, with async views on pooled event loops and cache hits served first."""
 
     def async_to_sync(self, func: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Any]:
         return aio.to_sync(func)
@@ -47,6 +47,7 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     _init_extensions(app)
     register_blueprints(app)
     errors.init_app(app)
+    query.init_app(app)
     celery_init_app(app)
     return app
 
@@ -77,6 +78,7 @@ def _init_extensions(app: Flask) -> None:
         "connection_pool": redis_client.client.connection_pool
     }
     limiter.init_app(app)
+    ratelimit.init_app(app)
     cache.init_app(app)
     caching.init_app(app)
     job_state.init_app(app)

@@ -150,12 +150,14 @@ class Settings:
             "RATELIMIT_STORAGE_URI": self.redis_url,
             "RATELIMIT_STORAGE_OPTIONS": redis_options,
             "RATELIMIT_DEFAULT": self.ratelimit_default,
-            "RATELIMIT_HEADERS_ENABLED": True,
+            # Off: Flask-Limiter would put the window's countdown in Retry-After on every
+            # response; app.ratelimit writes RateLimit-* instead (one function, both paths).
+            "RATELIMIT_HEADERS_ENABLED": False,
             "RATELIMIT_SWALLOW_ERRORS": True,
             "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
             "RATELIMIT_KEY_PREFIX": "rl",
             # flask-caching builds the read cache's backend (on the shared Redis pool).
-            "CACHE_TYPE": "app.cache_backend.ReadCacheBackend",
+            "CACHE_TYPE": "app.caching.backend.ReadCacheBackend",
             "CACHE_DEFAULT_TIMEOUT": self.cache_ttl,
             "CACHE_KEY_PREFIX": "fc:",
             "API_TITLE": "Stores API",

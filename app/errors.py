@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 import uuid
 from collections.abc import Mapping
 from http import HTTPStatus
@@ -16,8 +15,8 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from app import negotiation
-from app.extensions import db, limiter
+from app import negotiation, ratelimit
+from app.extensions import db
 from app.services.errors import ServiceError
 
 log = logging.getLogger(__name__)
@@ -120,7 +119,7 @@ def handle_http_exception(exc: HTTPException) -> Response:
         detail = "; ".join(e["message"] for e in flatten_messages(data["messages"]))
     if isinstance(exc, RateLimitExceeded):
         detail = f"Rate limit exceeded ({exc.description}). Try again later."
-        headers["Retry-After"] = str(_retry_after())
+        headers["Retry-After"] = str(ratelimit.retry_after(ratelimit.current_window()))
     elif status == 413:
         detail = "The request body is larger than this endpoint accepts."
     elif status == 405:
@@ -128,13 +127,6 @@ def handle_http_exception(exc: HTTPException) -> Response:
     elif status == 404 and exc.description == type(exc).description:
         detail = f"Nothing is at {request.path}."
     return problem(status, detail, errors=errors, headers=headers)
-
-
-def _retry_after() -> int:
-    current = limiter.current_limit
-    if current is None:
-        return 60
-    return max(1, int(current.reset_at - time.time()) + 1)
 
 
 def handle_service_error(exc: ServiceError) -> Response:

@@ -10,8 +10,9 @@ import pytest
 import redis
 import requests
 
-from app.cache_backend import GLOBAL_GEN, Hit, new_token, store_gen_key
 from app.caching import ReadCache
+from app.caching.backend import Hit, new_token
+from app.caching.keys import GLOBAL_GEN, store_gen_key
 from app.extensions import cache as flask_cache
 from app.extensions import db, redis_client
 from app.models import Item
@@ -438,7 +439,7 @@ def test_a_write_while_redis_hangs_is_invalidated_once_it_answers(
     if key is not None:
 
         def dead() -> bool:
-            return not isinstance(cache.backend.lookup(key.decode(), "", GLOBAL_GEN), Hit)
+            return not isinstance(cache.backend.lookup(key.decode(), "", GLOBAL_GEN).found, Hit)
 
         wait_until(dead, timeout=10, what="bump")
     wait_until(lambda: client.get(url).headers["X-Cache"] == "HIT", timeout=10, what="hit")

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import Select, delete, select
 from sqlalchemy.exc import IntegrityError
 
+from app import signals
 from app.extensions import db
 from app.models import Item, Job, Store, User
 from app.services import jobs
@@ -25,19 +27,12 @@ ITEM_SORTS: dict[str, SortKey] = {
 }
 ITEM_FIELDS = ("name", "price", "quantity", "sku", "description")
 
-# Write hooks run after a write to a store commits (the cache layer bumps its generation).
-_after_store_write: list[Callable[[int], None]] = []
-
-
-def on_store_write(hook: Callable[[int], None]) -> None:
-    """Register ``hook(store_id)`` to run after every committed write to a store."""
-    _after_store_write.append(hook)
-
 
 def store_changed(store_id: int) -> None:
-    """Announce a committed change to a store or its items (bulk imports call this too)."""
-    for hook in _after_store_write:
-        hook(store_id)
+    """Announce a committed change to a store or its items: the one sender of
+    ``signals.store_changed`` (bulk imports call this too); the read cache listens."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]  # the sender
+    signals.store_changed.send(app, store_id=store_id)
 
 
 def _escape_like(text: str) -> str:

@@ -294,7 +294,8 @@ def _read_ahead(source: Iterator[T], depth: int = 2) -> Iterator[T]:
 
 
 def _announce(store_id: int) -> None:
-    """Tell the cache layer the store changed; its failure must not fail the import."""
+    """Announce the committed chunk (``catalog.store_changed``); a listener's failure
+    must not fail the import."""
     try:
         catalog.store_changed(store_id)
     except Exception as exc:

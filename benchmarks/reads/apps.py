@@ -1,10 +1,10 @@
-"""Benchmark-only WSGI apps, served by gunicorn with the service's own ``gunicorn.conf.py``.
+"""The two peers of the cached read, served by gunicorn with the service's own settings.
 
-- ``baseline``: a bare Flask ``def`` view returning a constant JSON body, the same bytes
-  as the cached page being compared (``BENCH_BODY_FILE``).
-- ``def_view`` / ``async_view``: the same view written ``def`` and ``async def`` (awaiting
-  nothing), on the service's Flask class (``StoresFlask``: per-thread event loop).
-- ``stock_async_view``: ``async def`` on plain Flask (asgiref), for reference.
+- ``bare()``: a bare Flask ``def`` view returning the cached page's exact bytes
+  (``BENCH_BODY_FILE``): what the cached hit must at least match.
+- ``stock()``: what a Flask user would write with the stock libraries: flask-caching's
+  ``@cache.cached`` (``RedisCache``) on a ``def`` view, behind Flask-Limiter with Redis
+  storage and the same default limit (``RATELIMIT_DEFAULT``) as the service.
 """
 
 from __future__ import annotations
@@ -12,30 +12,48 @@ from __future__ import annotations
 import os
 
 from flask import Flask, Response
-
-from app import StoresFlask
-
-with open(os.environ.get("BENCH_BODY_FILE", os.devnull), "rb") as _file:
-    BODY = _file.read() or b'{"ok":true}'
+from flask_caching import Cache
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 
 
-def _respond() -> Response:
-    return Response(BODY, mimetype="application/json")
+def _body() -> bytes:
+    with open(os.environ["BENCH_BODY_FILE"], "rb") as file:
+        return file.read()
 
 
-baseline = Flask("baseline")
-baseline.add_url_rule("/page", "page", _respond)
+def bare() -> Flask:
+    body = _body()
+    app = Flask("bare")
 
-def_view = StoresFlask("def_view")
-def_view.add_url_rule("/page", "page", _respond)
+    @app.get("/page")
+    def page() -> Response:
+        return Response(body, mimetype="application/json")
+
+    return app
 
 
-async def _respond_async() -> Response:
-    return Response(BODY, mimetype="application/json")
+def stock() -> Flask:
+    body = _body()
+    app = Flask("stock")
+    app.config.update(
+        CACHE_TYPE="RedisCache",
+        CACHE_REDIS_URL=os.environ["REDIS_URL"],
+        CACHE_DEFAULT_TIMEOUT=300,
+        CACHE_KEY_PREFIX="stock:",
+    )
+    cache = Cache(app)
+    Limiter(
+        get_remote_address,
+        app=app,
+        default_limits=[os.environ["RATELIMIT_DEFAULT"]],
+        storage_uri=os.environ["REDIS_URL"],
+        key_prefix="stock",
+    )
 
+    @app.get("/page")
+    @cache.cached()
+    def page() -> Response:
+        return Response(body, mimetype="application/json")
 
-async_view = StoresFlask("async_view")
-async_view.add_url_rule("/page", "page", _respond_async)
-
-stock_async_view = Flask("stock_async_view")
-stock_async_view.add_url_rule("/page", "page", _respond_async)
+    return app

@@ -1,13 +1,25 @@
-"""Cached-read benchmark: one command, bounded, every figure side by side with its baseline.
+"""Cached-read benchmark: the production configuration beside its two peers.
 
-    python -m benchmarks.reads            # full run (about 5 minutes)
-    python -m benchmarks.reads --quick    # smoke run (under a minute)
+    python -m benchmarks.reads            # 5 interleaved rounds of 6 s per app
+    python -m benchmarks.reads --quick    # smoke run (writes reads-quick.*, not committed)
 
-Everything runs on loopback: a redis-server, a SQLite database in a temporary
-directory, and gunicorn with the service's ``gunicorn.conf.py`` (2 workers, gthread) for
-every app measured. Load comes from wrk (installed from Debian if missing and possible;
-else a Python load generator, noted in the results). Results go to
-``benchmarks/results/reads.json`` and ``reads.md``.
+Everything on 127.0.0.1: its own redis-server, a temporary SQLite database (or
+``BENCH_DATABASE_URL``), and three apps, each under gunicorn with the service's own
+``gunicorn.conf.py`` (read when the run starts, never copied) and ``WEB_CONCURRENCY=2``:
+
+- ``service``: ``app:create_app()`` as it ships, rate limiting ON; the measured request
+  is a cached hit of ``GET /v1/stores/<id>/items`` (50 items, JSON);
+- ``bare``: a bare Flask ``def`` view returning the same bytes;
+- ``stock``: flask-caching ``@cache.cached`` (RedisCache) on a ``def`` view behind
+  Flask-Limiter with Redis storage and the same default limit.
+
+Every limited app gets a default limit too large to reach (no 429 can happen while
+measuring; any non-200 is counted and fails the run's checks). Rounds are interleaved
+(the order rotates each round) with ``wrk -t2 -c32 --latency``; the report gives each
+app's median and min-max of req/s and p99, the ratios of the medians, the targets, and
+the figures that explain a miss: web-process and redis-server CPU time per request, and
+Redis commands per request. A read-while-writing check follows (a write every 100 ms,
+readers counting stale answers).
 """
 
 from __future__ import annotations
@@ -17,6 +29,7 @@ import datetime as dt
 import json
 import os
 import platform
+import runpy
 import shutil
 import signal
 import socket
@@ -25,7 +38,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +45,19 @@ import psutil
 import redis
 import requests
 
-from benchmarks.reads import cpu, loadgen
+from benchmarks.reads import loadgen, report
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 RESULTS = ROOT / "benchmarks" / "results"
-TARGETS = {"hit": 1.0, "miss": 0.4, "async": 0.8}
 ITEMS = 50
+HUGE_LIMIT = "1000000000 per minute"  # the shipped limiter, never reached while measuring
+TARGETS = {"service_vs_bare": 1.0, "service_vs_stock": 1.5}
+APPS = {
+    "service": "app:create_app()",
+    "bare": "benchmarks.reads.apps:bare()",
+    "stock": "benchmarks.reads.apps:stock()",
+}
 
 
 def free_port() -> int:
@@ -88,51 +106,56 @@ def redis_binary() -> str:
     return shutil.which("redis-server") or str(shipped)
 
 
-def gunicorn(spec: str, env: dict[str, str], workdir: Path, name: str, probe: str) -> tuple:
-    port = free_port()
-    env = {**env, "PORT": str(port), "BIND_HOST": "127.0.0.1", "WEB_CONCURRENCY": "2"}
-    server = Server(
-        [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", spec], env, workdir / f"{name}.log"
-    )
-    base = f"http://127.0.0.1:{port}"
-    wait_for(base + probe)
-    return server, base
+def gunicorn_settings(env: dict[str, str]) -> dict[str, Any]:
+    """What ``gunicorn.conf.py`` says under this environment, read now (the report's)."""
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    keys = ("workers", "worker_class", "threads", "worker_connections", "keepalive", "timeout")
+    return {k: conf[k] for k in keys if k in conf} | {"accesslog": conf.get("accesslog")}
 
 
-def ensure_wrk() -> str | None:
+def ensure_wrk() -> str:
     """wrk from Debian; installed when missing and we are allowed to (root with apt-get)."""
-    if shutil.which("wrk"):
-        return shutil.which("wrk")
-    if os.geteuid() == 0 and shutil.which("apt-get"):
+    if not shutil.which("wrk") and os.geteuid() == 0 and shutil.which("apt-get"):
         print("wrk missing: apt-get install -y wrk", flush=True)
-        subprocess.run(["apt-get", "update", "-qq"], check=False, capture_output=True)
         subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=False, capture_output=True)
-    return shutil.which("wrk")
+    found = shutil.which("wrk")
+    if found is None:
+        raise SystemExit("wrk is needed: apt-get install -y wrk")
+    return found
 
 
-def server_cpu(pids: list[int]) -> float:
-    """CPU time (user + system) used so far by these processes and their children."""
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by a process and its children."""
+    parent = psutil.Process(pid)
     total = 0.0
-    for pid in pids:
-        parent = psutil.Process(pid)
-        for proc in (parent, *parent.children(recursive=True)):
-            times = proc.cpu_times()
-            total += times.user + times.system
+    for proc in (parent, *parent.children(recursive=True)):
+        times = proc.cpu_times()
+        total += times.user + times.system
     return total
 
 
-def measure(url: str, seconds: float, wrk: str | None, pids: list[int]) -> dict[str, Any]:
-    """One measured run (after a warm-up), with the CPU the server side spent per request
-    (gunicorn's processes and redis-server: ``pids``). ``url`` may end with ``#bypass``:
-    then requests carry credentials (the cache is bypassed)."""
-    url, _, flag = url.partition("#")
-    headers = {"Authorization": "Bearer bench"} if flag == "bypass" else None
-    run = loadgen.wrk_run if wrk else loadgen.python_run
-    args = (wrk, url) if wrk else (url,)
-    run(*args, 1, 32, headers)  # type: ignore[operator]  # warm-up: connections, loops
-    before = server_cpu(pids)
-    result = run(*args, seconds, 32, headers)  # type: ignore[operator]
-    result["server_cpu_us"] = (server_cpu(pids) - before) / max(1, result["requests"]) * 1e6
+def redis_counters(client: redis.Redis) -> tuple[float, int]:
+    """redis-server's CPU seconds and commands processed so far."""
+    cpu, stats = client.info("cpu"), client.info("stats")
+    return cpu["used_cpu_user"] + cpu["used_cpu_sys"], stats["total_commands_processed"]
+
+
+def measure(wrk: str, url: str, seconds: float, web_pid: int, rdb: redis.Redis) -> dict:
+    """One measured wrk run (after a 1 s warm-up) with the server side's costs."""
+    loadgen.wrk_run(wrk, url, 1, 32)
+    web_before, (redis_before, commands_before) = cpu_seconds(web_pid), redis_counters(rdb)
+    result = loadgen.wrk_run(wrk, url, seconds, 32)
+    redis_after, commands_after = redis_counters(rdb)
+    n = max(1, result["requests"])
+    result["web_cpu_us"] = (cpu_seconds(web_pid) - web_before) / n * 1e6
+    result["redis_cpu_us"] = (redis_after - redis_before) / n * 1e6
+    result["redis_commands"] = (commands_after - commands_before) / n
     return result
 
 
@@ -159,264 +182,217 @@ def seed(base: str) -> dict[str, Any]:
     return {"auth": auth, "store_id": sid, "item_ids": item_ids}
 
 
-def x_cache(url: str) -> list[str]:
-    return [requests.get(url, timeout=10).headers.get("X-Cache", "-") for _ in range(3)]
+def checks(urls: dict[str, str], body: bytes) -> dict[str, Any]:
+    """Before measuring: every app answers 200 with the page's bytes; the service hits."""
+    seen: dict[str, Any] = {}
+    for name, url in urls.items():
+        answers = [requests.get(url, timeout=10) for _ in range(3)]
+        seen[name] = {
+            "status": [r.status_code for r in answers],
+            "same_bytes": answers[-1].content == body,
+            "x_cache": answers[-1].headers.get("X-Cache"),
+            "ratelimit_limit": answers[-1].headers.get("RateLimit-Limit"),
+        }
+        if {r.status_code for r in answers} != {200} or answers[-1].content != body:
+            raise RuntimeError(f"{name} does not serve the page: {seen[name]}")
+    if seen["service"]["x_cache"] != "HIT" or not seen["service"]["ratelimit_limit"]:
+        raise RuntimeError(f"the service is not serving limited cache hits: {seen['service']}")
+    return seen
 
 
-def side_by_side(
-    pairs: dict[str, tuple[str, list[int]]], rounds: int, seconds: float, wrk: str | None
+def rounds_interleaved(
+    wrk: str, targets: dict[str, tuple[str, int]], rounds: int, seconds: float, rdb: redis.Redis
 ) -> dict[str, list[dict[str, Any]]]:
-    """Each app measured in turn, round after round, so drifting load hits all alike."""
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in pairs}
+    """Each app in turn, round after round, the order rotating so no app always follows
+    the same neighbour: drifting load falls on all of them alike."""
+    names = list(targets)
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     for r in range(rounds):
-        for name, (url, pids) in pairs.items():
-            result = measure(url, seconds, wrk, pids)
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            url, pid = targets[name]
+            result = measure(wrk, url, seconds, pid, rdb)
             runs[name].append(result)
-            rps, p99, cpu_us = result["rps"], result["p99_ms"], result["server_cpu_us"]
             print(
-                f"  round {r + 1} {name:>15}: {rps:7.0f} req/s  p99 {p99:6.2f} ms  "
-                f"server CPU {cpu_us:6.0f} us/req  non-2xx {result['errors']}",
+                f"  round {r + 1} {name:>8}: {result['rps']:7.0f} req/s  "
+                f"p99 {result['p99_ms']:6.2f} ms  web CPU {result['web_cpu_us']:5.0f} us/req  "
+                f"redis CPU {result['redis_cpu_us']:4.1f} us/req  "
+                f"redis cmds {result['redis_commands']:.2f}/req  non-2xx {result['errors']}",
                 flush=True,
             )
     return runs
 
 
-def ratio(runs: list[dict[str, Any]], baseline: list[dict[str, Any]]) -> float:
-    """Median over rounds of the ratio within each round (runs seconds apart share the
-    machine's load of the moment, so each round compares like with like)."""
-    return statistics.median(a["rps"] / b["rps"] for a, b in zip(runs, baseline, strict=True))
+def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    def spread(key: str) -> dict[str, float]:
+        values = [r[key] for r in runs]
+        return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
-
-def cpu_ratio(runs: list[dict[str, Any]], baseline: list[dict[str, Any]]) -> float:
-    """Baseline's server CPU per request over this app's (above 1: cheaper), median."""
-    pairs = zip(runs, baseline, strict=True)
-    return statistics.median(b["server_cpu_us"] / a["server_cpu_us"] for a, b in pairs)
-
-
-def cpu_per_request(
-    env: dict[str, str], workdir: Path, page: str, *, rounds: int, seconds: float
-) -> dict[str, dict[str, float]]:
-    """The same comparisons as CPU time per request (see ``cpu.py``): robust to load."""
-    os.environ["BENCH_BODY_FILE"] = str(workdir / "body.json")
-    from app import create_app
-    from benchmarks.reads import apps
-
-    keys = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "RATELIMIT_ENABLED", "LOG_LEVEL")
-    service = create_app({k: env[k] for k in keys})
-    read_cache = service.extensions["read_cache"]
-
-    client = redis.Redis.from_url(env["REDIS_URL"])
-
-    def ttl(value: int) -> Callable[[], None]:
-        def setup() -> None:
-            read_cache.ttl = value
-            if value == 0:  # no entry left from the hit case: every read misses
-                for key in client.scan_iter("rc:*"):
-                    client.delete(key)
-
-        return setup
-
-    cases = {
-        "baseline": cpu.Case(apps.baseline, "/page", uses_redis=False),
-        "hit": cpu.Case(service, page, setup=ttl(300)),
-        "miss": cpu.Case(service, page, setup=ttl(0)),
-        "bypass": cpu.Case(service, page, {"Authorization": "Bearer bench"}, setup=ttl(300)),
-        "def": cpu.Case(apps.def_view, "/page", uses_redis=False),
-        "async": cpu.Case(apps.async_view, "/page", uses_redis=False),
-        "stock_async": cpu.Case(apps.stock_async_view, "/page", uses_redis=False),
+    return {
+        "rps": spread("rps"),
+        "p99_ms": spread("p99_ms"),
+        "web_cpu_us": spread("web_cpu_us"),
+        "redis_cpu_us": spread("redis_cpu_us"),
+        "redis_commands": spread("redis_commands"),
+        "non_2xx": sum(r["errors"] for r in runs),
+        "socket_errors": [r["socket_errors"] for r in runs if r["socket_errors"]],
     }
-    ttl(300)()
-    cpu.headers_of(cases["hit"])
-    if cpu.headers_of(cases["hit"]).get("X-Cache") != "HIT":
-        raise RuntimeError("in-process hit check failed")
-    return cpu.compare(cases, rounds=rounds, seconds=seconds, redis_client=client)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.reads", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="short runs (a smoke test)")
-    parser.add_argument("--seconds", type=float, help="seconds per measured run")
-    parser.add_argument("--rounds", type=int, help="side-by-side rounds")
-    parser.add_argument("--write-seconds", type=float, help="length of the run with writes")
+    parser.add_argument("--quick", action="store_true", help="smoke run (reads-quick.*)")
+    parser.add_argument("--seconds", type=float, help="seconds per measured run (6)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (5)")
+    parser.add_argument("--write-seconds", type=float, help="read-while-writing run (20)")
     parser.add_argument("--out", default=str(RESULTS), help="directory for reads.json/.md")
     args = parser.parse_args(argv)
-    seconds = args.seconds or (2 if args.quick else 5)
-    rounds = args.rounds or (2 if args.quick else 4)
-    write_seconds = args.write_seconds or (10 if args.quick else 60)
-    cpu_seconds = 0.3 if args.quick else 1.0
+    seconds = args.seconds or (2 if args.quick else 6)
+    rounds = args.rounds or (2 if args.quick else 5)
+    write_seconds = args.write_seconds or (5 if args.quick else 20)
     started = time.monotonic()
     wrk = ensure_wrk()
     load_before = os.getloadavg()
     servers: list[Server] = []
     with tempfile.TemporaryDirectory(prefix="bench-reads-") as tmp:
-        workdir = Path(tmp)
         try:
-            report = _run(workdir, servers, wrk, seconds, rounds, write_seconds, cpu_seconds)
+            result = _run(Path(tmp), servers, wrk, seconds, rounds, write_seconds)
         finally:
             for server in reversed(servers):
                 server.stop()
-    report["machine"] = {
+    result["machine"] = {
         "nproc": os.cpu_count(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        "note": "2 cores shared with the load generator, redis-server and, during this "
-        "run, other developers' test suites: absolute figures are noisy; the ratios come "
-        "from runs interleaved in the same session.",
     }
-    report["settings"] = {
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=ROOT, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    result["settings"] |= {
         "seconds_per_run": seconds,
         "rounds": rounds,
-        "connections": 32,
-        "load_generator": "wrk -t2 -c32 --latency" if wrk else "python fallback (wrk missing)",
-        "gunicorn": "gunicorn.conf.py: 2 workers, gthread, 5 threads, access log on",
+        "load_generator": "wrk -t2 -c32 --latency",
         "total_seconds": round(time.monotonic() - started, 1),
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "commit": subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip(),
+        "commit": commit + ("+uncommitted changes" if dirty else ""),
+        "quick": args.quick,
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "reads.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "reads.md").write_text(loadgen.markdown(report, TARGETS))
-    # Every run's headline figures, kept: on a shared machine one run is not the truth.
-    summary = {
-        "when": report["settings"]["when"],
-        "commit": report["settings"]["commit"],
-        "nproc": report["machine"]["nproc"],
-        "load_average": report["machine"]["load_average_before"][:1]
-        + report["machine"]["load_average_after"][:1],
-        "seconds_per_run": seconds,
-        "rounds": rounds,
-        **{k: round(v, 3) for k, v in report["figures"].items()},
-        "stale_reads": report["read_while_writing"]["stale"],
-        "hit_ratio_with_writes": report["read_while_writing"]["hit_ratio"],
-    }
-    with open(out / "reads-runs.jsonl", "a") as history:
-        history.write(json.dumps(summary) + "\n")
-    print((out / "reads.md").read_text())
-    return 0
+    stem = "reads-quick" if args.quick else "reads"
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / f"{stem}.md").write_text(report.markdown(result, TARGETS))
+    print((out / f"{stem}.md").read_text())
+    return 0 if result["checks_passed"] else 1
 
 
 def _run(
     workdir: Path,
     servers: list[Server],
-    wrk: str | None,
+    wrk: str,
     seconds: float,
     rounds: int,
     write_seconds: float,
-    cpu_seconds: float,
 ) -> dict[str, Any]:
     redis_port = free_port()
     redis_args = ["--port", str(redis_port), "--bind", "127.0.0.1", "--save", ""]
     redis_args += ["--appendonly", "no", "--dir", str(workdir)]
-    servers.append(Server([redis_binary(), *redis_args], dict(os.environ), workdir / "redis.log"))
-    time.sleep(0.3)
+    redis_server = Server([redis_binary(), *redis_args], dict(os.environ), workdir / "redis.log")
+    servers.append(redis_server)
+    redis_url = f"redis://127.0.0.1:{redis_port}/0"
+    rdb = redis.Redis.from_url(redis_url)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            rdb.ping()
+            break
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
     env = {
         **os.environ,
         "DATABASE_URL": os.environ.get("BENCH_DATABASE_URL", f"sqlite:///{workdir / 'bench.db'}"),
-        "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "REDIS_URL": redis_url,
         "SECRET_KEY": "benchmark-secret-key-that-is-long-enough-for-hs256",
-        "RATELIMIT_ENABLED": "false",
+        "RATELIMIT_ENABLED": "true",
+        "RATELIMIT_DEFAULT": HUGE_LIMIT,
         "LOG_LEVEL": "WARNING",
         "PYTHONPATH": str(ROOT),
+        "BIND_HOST": "127.0.0.1",
+        "WEB_CONCURRENCY": "2",
+        "BENCH_BODY_FILE": str(workdir / "body.json"),
     }
     subprocess.run(
         [str(BIN / "flask"), "--app", "app:create_app()", "db", "upgrade"],
         cwd=ROOT, env=env, check=True, capture_output=True,
     )  # fmt: skip
 
-    redis_pid = servers[0].proc.pid
-    pids: dict[str, list[int]] = {}
-
-    def start(spec: str, name: str, probe: str = "/healthz", **extra: str) -> str:
-        server, base = gunicorn(spec, {**env, **extra}, workdir, name, probe)
+    def start(name: str, probe: str) -> tuple[str, int]:
+        port = free_port()
+        server = Server(
+            [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", APPS[name]],
+            {**env, "PORT": str(port)},
+            workdir / f"{name}.log",
+        )
         servers.append(server)
-        pids[base] = [server.proc.pid, redis_pid]  # the server side of every request
-        return base
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_for(base + probe)
+        except TimeoutError:
+            print(server.log.read_text(errors="replace")[-3000:], file=sys.stderr)
+            raise
+        return base, server.proc.pid
 
     print("starting servers", flush=True)
-    cached = start("app:create_app()", "cached")
-    data = seed(cached)
+    service, service_pid = start("service", "/healthz")
+    data = seed(service)
     page = f"/v1/stores/{data['store_id']}/items"
-    body = requests.get(cached + page, timeout=10).content
-    assert len(requests.get(cached + page, timeout=10).json()["items"]) == ITEMS
+    body = requests.get(service + page, timeout=10).content
+    assert len(json.loads(body)["items"]) == ITEMS
     (workdir / "body.json").write_bytes(body)
-    bench_env = {"BENCH_BODY_FILE": str(workdir / "body.json")}
-    # CACHE_TTL=0: every read takes the whole miss path (generation snapshot, query,
-    # render, conditional store) and the entry expires at once, so the next one misses.
-    uncached = start("app:create_app()", "uncached", CACHE_TTL="0")
-    limited = start(
-        "app:create_app()", "limited", RATELIMIT_ENABLED="true",
-        RATELIMIT_DEFAULT="1000000000 per minute",
-    )  # fmt: skip
-    baseline = start("benchmarks.reads.apps:baseline", "baseline", "/page", **bench_env)
-    def_app = start("benchmarks.reads.apps:def_view", "def_view", "/page", **bench_env)
-    async_app = start("benchmarks.reads.apps:async_view", "async_view", "/page", **bench_env)
-    stock = start("benchmarks.reads.apps:stock_async_view", "stock_async", "/page", **bench_env)
-    assert requests.get(baseline + "/page", timeout=10).content == body
-    checks = {
-        "cached": x_cache(cached + page),
-        "uncached": x_cache(uncached + page),
-        "limited": x_cache(limited + page),
+    bare, bare_pid = start("bare", "/page")
+    stock, stock_pid = start("stock", "/page")
+    targets = {
+        "service": (service + page, service_pid),
+        "bare": (bare + "/page", bare_pid),
+        "stock": (stock + "/page", stock_pid),
     }
-    print("X-Cache checks:", checks, flush=True)
-    if checks["cached"][-1] != "HIT" or "HIT" in checks["uncached"]:
-        raise RuntimeError(f"unexpected cache behaviour before measuring: {checks}")
-
-    print(f"reads: {rounds} round(s) of {seconds}s per app, 32 connections", flush=True)
-    reads = side_by_side(
-        {
-            "baseline": (baseline + "/page", pids[baseline]),
-            "hit": (cached + page, pids[cached]),
-            "miss": (uncached + page, pids[uncached]),
-            "bypass": (cached + page + "#bypass", pids[cached]),
-            "hit_ratelimited": (limited + page, pids[limited]),
-        },
-        rounds, seconds, wrk,
-    )  # fmt: skip
-    print("async: the same view written def and async def", flush=True)
-    views = side_by_side(
-        {
-            "def": (def_app + "/page", pids[def_app]),
-            "async": (async_app + "/page", pids[async_app]),
-            "stock_async": (stock + "/page", pids[stock]),
-        },
-        rounds, seconds, wrk,
-    )  # fmt: skip
+    seen = checks({name: url for name, (url, _pid) in targets.items()}, body)
+    print("checks:", seen, flush=True)
+    print(f"reads: {rounds} interleaved round(s) of {seconds}s per app, 32 connections")
+    runs = rounds_interleaved(wrk, targets, rounds, seconds, rdb)
     print(f"writes: {write_seconds}s of reads with a write every 100 ms", flush=True)
     consistency = loadgen.read_while_writing(
-        cached, page, data, seconds=write_seconds, readers=8, write_every=0.1
+        service, page, data, seconds=write_seconds, readers=8, write_every=0.1
     )
-    print("CPU per request, in process (WSGI level)", flush=True)
-    cpu_costs = cpu_per_request(env, workdir, page, rounds=max(1, rounds - 1), seconds=cpu_seconds)
-    base = reads["baseline"]
+    summaries = {name: summary(r) for name, r in runs.items()}
+    median = {name: s["rps"]["median"] for name, s in summaries.items()}
+    no_errors = all(s["non_2xx"] == 0 and not s["socket_errors"] for s in summaries.values())
+    consistent = consistency["stale"] == 0 and consistency["read_errors"] == 0
     return {
-        "body_bytes": len(body),
-        "page": f"GET {page} (50 items, JSON)",
-        "x_cache_checks": checks,
-        "reads": reads,
-        "async_views": views,
-        "figures": {
-            "hit_vs_baseline": ratio(reads["hit"], base),
-            "miss_vs_baseline": ratio(reads["miss"], base),
-            "bypass_vs_baseline": ratio(reads["bypass"], base),
-            "hit_ratelimited_vs_baseline": ratio(reads["hit_ratelimited"], base),
-            "async_vs_def": ratio(views["async"], views["def"]),
-            "stock_async_vs_def": ratio(views["stock_async"], views["def"]),
-            "hit_p99_ms_32_connections": statistics.median(r["p99_ms"] for r in reads["hit"]),
-            "baseline_p99_ms_32_connections": statistics.median(r["p99_ms"] for r in base),
-            "cpu_hit_vs_baseline": cpu_ratio(reads["hit"], base),
-            "cpu_miss_vs_baseline": cpu_ratio(reads["miss"], base),
-            "cpu_async_vs_def": cpu_ratio(views["async"], views["def"]),
-            "wsgi_cpu_hit_vs_baseline": cpu_costs["baseline"]["total_us"]
-            / cpu_costs["hit"]["total_us"],
-            "wsgi_cpu_async_vs_def": cpu_costs["def"]["total_us"] / cpu_costs["async"]["total_us"],
+        "page": f"GET {page} (50 items, JSON, {len(body)} bytes)",
+        "checks": seen,
+        "checks_passed": no_errors and consistent,
+        "runs": runs,
+        "summary": summaries,
+        "ratios": {
+            "service_vs_bare": median["service"] / median["bare"],
+            "service_vs_stock": median["service"] / median["stock"],
+            "stock_vs_bare": median["stock"] / median["bare"],
         },
         "read_while_writing": consistency,
-        "cpu_per_request_us": cpu_costs,
+        "settings": {
+            "gunicorn": gunicorn_settings(env),
+            "web_concurrency": 2,
+            "ratelimit_default": HUGE_LIMIT,
+            "connections": 32,
+        },
     }
 
 

@@ -1,7 +1,8 @@
 """The read cache's flask-caching backend: entries and generations in Redis.
 
 ``Cache`` (``app.extensions.cache``) is configured with ``CACHE_TYPE`` naming this class,
-so flask-caching builds it, owns it and hands it to ``app.caching`` as ``cache.cache``.
+so flask-caching builds it, owns it and hands it to ``app.caching`` as ``cache.cache``
+(``CACHE_TYPE = "app.caching.backend.ReadCacheBackend"``).
 It is flask-caching's ``RedisCache`` on the process's one connection pool (its plain
 ``get``/``set``/``delete`` work as usual, under ``CACHE_KEY_PREFIX``), plus what a
 never-stale read cache needs and ``get``/``set`` cannot express:
@@ -9,7 +10,9 @@ never-stale read cache needs and ``get``/``set`` cannot express:
 - an entry is a Redis hash (body, ETag, replayable headers, and the generation it was
   rendered at, with the name of that generation's key), not a pickled value, so a hit
   is served as the stored bytes;
-- a lookup reads the entry and its generation's current token in one round trip;
+- a lookup counts the request against its rate limits (the counters Flask-Limiter reads)
+  and reads the entry and its generation's current token, in one script and one round
+  trip (``LOOKUP_SCRIPT``);
 - a store happens only if the generation read before the query is still current,
   atomically (``STORE_SCRIPT``).
 
@@ -22,7 +25,7 @@ from __future__ import annotations
 import itertools
 import os
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,33 +34,50 @@ from flask import Flask
 from flask_caching.backends.rediscache import RedisCache
 from redis.commands.core import Script
 
+from app.caching.keys import GLOBAL_GEN, store_gen_key
 from app.extensions import redis_client
 
-GLOBAL_GEN = "rg:all"
 # Headers a view sets that describe the representation and are replayed on a hit.
 # Per-request ones (request id, rate limit, date) are never stored.
 NOT_STORED = frozenset(
-    {"content-length", "x-request-id", "etag", "cache-control", "x-cache", "date", "server"}
-)
-_LUA = object()  # a plain lookup could not decide: ask the Lua script
+    {
+        "content-length", "x-request-id", "etag", "cache-control", "x-cache", "date",
+        "server", "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset", "retry-after",
+    }
+)  # fmt: skip
 
-# KEYS: entry, snapshot generation. ARGV: If-None-Match ("" if none), fresh token.
-# A current entry -> {headers, etag[, body]} (no body when If-None-Match matched); else
-# the current token of generation KEYS[2] (created as ARGV[2] when missing), the
-# snapshot a miss stores against -> {0, token}.
-LOOKUP_OR_SNAPSHOT_SCRIPT = """
-local function snapshot()
-  local g = redis.call('GET', KEYS[2])
-  if not g then g = ARGV[2]; redis.call('SET', KEYS[2], g) end
-  return {0, g}
+# One round trip for a read: the rate-limit counters, then the entry and its generation.
+# KEYS: entry, snapshot generation, then one counter per rate limit (Flask-Limiter's order).
+# ARGV: If-None-Match ("" if none), fresh token, then amount and window seconds per counter.
+# A counter is fixed-window exactly as limits' incr_expire.lua keeps it (INCR; EXPIRE on
+# the window's first hit), so Flask-Limiter reads and enforces the same budget. Replies:
+#   {counts, -1}                      a limit is spent (counting stops there, as Flask-
+#                                     Limiter's fail-on-first-breach does); no entry read
+#   {counts, 0, token}                miss: the snapshot generation's token (created as
+#                                     ARGV[2] when missing) that a render stores against
+#   {counts, 1, headers, etag, body}  hit
+#   {counts, 2, headers, etag}        hit, and If-None-Match names its ETag (304)
+# where counts is {count, ttl} per counter evaluated.
+LOOKUP_SCRIPT = """
+local counts = {}
+for i = 3, #KEYS do
+  local count = redis.call('INCR', KEYS[i])
+  if count == 1 then redis.call('EXPIRE', KEYS[i], ARGV[2 * i - 2]) end
+  counts[#counts + 1] = count
+  counts[#counts + 1] = redis.call('TTL', KEYS[i])
+  if count > tonumber(ARGV[2 * i - 3]) then return {counts, -1} end
 end
 local e = redis.call('HMGET', KEYS[1], 'd', 'g', 'h', 'e')
-if not e[1] or redis.call('GET', e[1]) ~= e[2] then return snapshot() end
+if not e[1] or redis.call('GET', e[1]) ~= e[2] then
+  local g = redis.call('GET', KEYS[2])
+  if not g then g = ARGV[2]; redis.call('SET', KEYS[2], g) end
+  return {counts, 0, g}
+end
 local inm = ARGV[1]
 if inm ~= '' and (inm == '*' or string.find(inm, e[4], 1, true)) then
-  return {e[3], e[4]}
+  return {counts, 2, e[3], e[4]}
 end
-return {e[3], e[4], redis.call('HGET', KEYS[1], 'b')}
+return {counts, 1, e[3], e[4], redis.call('HGET', KEYS[1], 'b')}
 """
 # KEYS: entry, snapshot generation, dependency generation (the entry's validity).
 # ARGV: snapshot token, ttl, headers, etag, body, fresh token. Stores only if the
@@ -71,10 +91,6 @@ redis.call('HSET', KEYS[1], 'd', KEYS[3], 'g', dep, 'h', ARGV[3], 'e', ARGV[4], 
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
 return 1
 """
-
-
-def store_gen_key(store_id: int) -> str:
-    return f"rg:s:{store_id}"
 
 
 # Tokens: a random prefix per process and a counter, unique without a syscall per call
@@ -108,6 +124,15 @@ class Hit:
     body: bytes | None  # None: the client's If-None-Match matched (304)
 
 
+@dataclass
+class Lookup:
+    """What one lookup found: the counters' ``count, ttl`` pairs, then a ``Hit``, the
+    snapshot token a miss stores against, or ``None`` when a rate limit is spent."""
+
+    counts: list[int]
+    found: Hit | str | None
+
+
 def pack_headers(headers: Iterable[tuple[str, str]]) -> bytes:
     return "\n".join(f"{k}:{v}" for k, v in headers if k.lower() not in NOT_STORED).encode()
 
@@ -124,7 +149,7 @@ class ReadCacheBackend(RedisCache):
     def __init__(self, client: redis.Redis, default_timeout: int = 300, **kwargs: Any) -> None:
         super().__init__(host=client, default_timeout=default_timeout, **kwargs)
         self.client = client
-        self._lookup_or_snapshot = client.register_script(LOOKUP_OR_SNAPSHOT_SCRIPT)
+        self._lookup = client.register_script(LOOKUP_SCRIPT)
         self._store = client.register_script(STORE_SCRIPT)
 
     @classmethod
@@ -150,27 +175,22 @@ class ReadCacheBackend(RedisCache):
         key: str,
         if_none_match: str,
         snapshot_key: str,
-        dep_key: str | None = None,
-    ) -> Hit | str:
-        """A hit; else the token of generation ``snapshot_key`` to store a miss against.
-
-        With ``dep_key`` (the generation the entry belongs to, known from the URL) this is
-        two plain commands in one round trip: the entry is a hit only if it names
-        ``dep_key`` and holds the token read in the same round trip, which was current at
-        that moment. Lua (about twice Redis's CPU per call) is left for the rest: an item
-        whose store this process has not seen yet, a generation that must be created.
-        """
-        if dep_key is not None:
-            found = self._plain_lookup(key, if_none_match, dep_key, snapshot_key)
-            if found is not _LUA:
-                return found  # type: ignore[return-value]
-        found = self._run(
-            self._lookup_or_snapshot, (key, snapshot_key), (if_none_match, new_token())
-        )
-        if found[0] == 0:
-            return found[1].decode()
-        body = found[2] if len(found) > 2 else None
-        return Hit(unpack_headers(found[0]), found[1].decode(), body)
+        counters: Sequence[tuple[str, int, int]] = (),
+    ) -> Lookup:
+        """Count the request against ``counters`` (``(key, amount, window seconds)``),
+        then read the entry and its generation: one script, one round trip."""
+        keys = [key, snapshot_key, *(c[0] for c in counters)]
+        args: list[Any] = [if_none_match, new_token()]
+        for _key, amount, window in counters:
+            args += [amount, window]
+        reply = self._run(self._lookup, keys, args)
+        counts, kind = reply[0], reply[1]
+        if kind == -1:
+            return Lookup(counts, None)
+        if kind == 0:
+            return Lookup(counts, reply[2].decode())
+        body = reply[4] if kind == 1 else None
+        return Lookup(counts, Hit(unpack_headers(reply[2]), reply[3].decode(), body))
 
     def store_entry(
         self,
@@ -191,23 +211,7 @@ class ReadCacheBackend(RedisCache):
         )
         return bool(stored)
 
-    def _plain_lookup(
-        self, key: str, if_none_match: str, dep_key: str, snapshot_key: str
-    ) -> Hit | str | object:
-        gens = [dep_key] if snapshot_key == dep_key else [dep_key, snapshot_key]
-        replies = self._roundtrip(
-            [("HMGET", key, "d", "g", "h", "e", "b"), *(("GET", gen) for gen in gens)]
-        )
-        (named, token, headers, etag, body), current = replies[0], replies[1]
-        current_entry = named is not None and named.decode() == dep_key and token == current
-        if current_entry and current is not None:
-            tag = etag.decode()
-            matched = inm_matches(if_none_match, tag)
-            return Hit(unpack_headers(headers), tag, None if matched else body)
-        snapshot = replies[-1]
-        return snapshot.decode() if snapshot is not None else _LUA  # Lua creates it
-
-    def _run(self, script: Script, keys: tuple[str, ...], args: tuple[str, ...]) -> Any:
+    def _run(self, script: Script, keys: list[str], args: list[Any]) -> Any:
         try:
             return self._roundtrip([("EVALSHA", script.sha, len(keys), *keys, *args)])[0]
         except redis.exceptions.NoScriptError:  # Redis restarted: scripts are gone
