@@ -38,7 +38,7 @@ _tracing = False
 def gevent_patched() -> bool:
     """True in a process whose ``threading`` gevent has monkey-patched (gunicorn -k gevent)."""
     try:
-        from gevent import monkey
+        from gevent import monkey  # type: ignore[import-untyped]  # no stubs published
     except ImportError:
         return False
     return bool(monkey.is_module_patched("threading"))
@@ -63,7 +63,7 @@ def _install_tracer() -> None:
     global _tracing
     if _tracing:
         return
-    import greenlet
+    import greenlet  # type: ignore[import-untyped]  # no stubs published
 
     previous = greenlet.settrace(None)
 
@@ -122,7 +122,7 @@ def to_sync(func: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:
 
 
 def _current_greenlet() -> Any:
-    import greenlet
+    import greenlet  # type: ignore[import-untyped]  # no stubs published
 
     return greenlet.getcurrent()
 
@@ -136,7 +136,7 @@ def offload(func: Callable[..., T], *args: Any) -> T:
     """
     if not gevent_patched():
         return func(*args)
-    from gevent import get_hub
+    from gevent import get_hub  # type: ignore[import-untyped]
 
     return get_hub().threadpool.apply(func, args)
 

@@ -25,7 +25,7 @@ from app.services.job_state import JobState, state_of
 
 blp = Blueprint("jobs", __name__, url_prefix="/v1/jobs", description="Background jobs")
 ERROR_COLUMNS = ("row", "field", "message", "value")
-SECURITY = [{"bearerAuth": []}]
+SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*\"?(\d{1,6})\"?", re.IGNORECASE)
 PREFER_DOC = {
     "name": "Prefer",

@@ -143,7 +143,7 @@ def read(job_id: str) -> JobState | None:
             redis_client.failed(exc, "job state")
         else:
             user, etag, body, finished = found
-            if body is not None:
+            if isinstance(body, bytes) and isinstance(user, bytes) and isinstance(etag, bytes):
                 return JobState(job_id, int(user), etag.decode(), body, finished == b"1")
     return _from_database(job_id)
 

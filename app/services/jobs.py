@@ -53,7 +53,7 @@ def announce(*job_ids: str) -> None:
     if not job_ids:
         return
     try:
-        signals.job_changed.send(current_app._get_current_object(), job_ids=job_ids)
+        signals.job_changed.send(current_app._get_current_object(), job_ids=job_ids)  # type: ignore[attr-defined]  # a LocalProxy
     except Exception:
         log.exception("jobs %s changed but announcing it failed", ", ".join(job_ids))
 
