@@ -13,7 +13,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import aio, bodies, caching, errors, query, ratelimit, security
+from app import aio, bodies, caching, errors, job_polls, query, ratelimit, security
 from app.api import register_blueprints
 from app.config import Settings
 from app.extensions import api, cache, db, limiter, migrate, redis_client
@@ -31,8 +31,10 @@ class StoresFlask(Flask):
 
     def wsgi_app(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         # Inside ProxyFix (which wraps this method), so hits see the real host and scheme.
-        hit = caching.serve_fast(self, environ, start_response)
-        return hit if hit is not None else super().wsgi_app(environ, start_response)
+        fast = caching.serve_fast(self, environ, start_response)
+        if fast is None:
+            fast = job_polls.serve_fast(self, environ, start_response)
+        return fast if fast is not None else super().wsgi_app(environ, start_response)
 
 
 def create_app(config: Mapping[str, str] | None = None) -> Flask:
@@ -83,6 +85,7 @@ def _init_extensions(app: Flask) -> None:
     caching.init_app(app)
     job_state.init_app(app)
     job_notices.init_app(app)
+    job_polls.init_app(app)
     security.init_app(app)
     # The spec lists every media type negotiation serves, not only JSON.
     api.init_app(app, spec_kwargs={"extra_plugins": [MediaTypesPlugin()]})

@@ -241,3 +241,64 @@ def test_event_stream_wakes_on_notices_without_reading_the_database(app, alice, 
     assert events[0]["event"] == "progress"
     assert events[-1]["event"] == "done" and '"status":"succeeded"' in events[-1]["data"]
     assert statements == [], statements
+
+
+# --- the fast path (app/job_polls.py) and the Flask path answer alike ----------------
+
+
+def both_paths(client, job_id: str, headers: dict) -> tuple:
+    """The same poll through the fast path (no query string) and through Flask (a query
+    string the fast path never takes: ``?format=json``)."""
+    fast = client.get(f"/v1/jobs/{job_id}", headers=headers)
+    flask = client.get(f"/v1/jobs/{job_id}?format=json", headers=headers)
+    return fast, flask
+
+
+SAME = ("Content-Type", "ETag", "Cache-Control", "Retry-After", "Vary")
+
+
+def test_fast_and_flask_paths_give_the_same_poll(app, client, alice, store):
+    job, etag = submit(client, alice, store["id"])
+    with sql_statements(app) as statements:
+        fast, flask = both_paths(client, job["id"], alice.headers)
+    assert statements == []  # neither reads the database while Redis has the state
+    assert fast.status_code == flask.status_code == 200
+    assert fast.data == flask.data
+    assert {h: fast.headers.get(h) for h in SAME} == {h: flask.headers.get(h) for h in SAME}
+    assert (
+        fast.headers["X-Request-ID"]
+        and fast.headers["X-Request-ID"] != flask.headers["X-Request-ID"]
+    )
+    fast, flask = both_paths(client, job["id"], {**alice.headers, "If-None-Match": etag})
+    assert fast.status_code == flask.status_code == 304 and fast.data == b""
+    head = client.head(f"/v1/jobs/{job['id']}", headers=alice.headers)
+    assert head.status_code == 200 and head.data == b"" and head.headers["ETag"] == etag
+    run_queued(app)
+    fast, flask = both_paths(client, job["id"], {**alice.headers, "If-None-Match": etag})
+    assert fast.status_code == flask.status_code == 200 and fast.data == flask.data
+    assert "Retry-After" not in fast.headers and "Retry-After" not in flask.headers
+
+
+def test_fast_path_refusals_are_answered_by_flask_in_its_words(app, client, alice, bob, store):
+    job, _ = submit(client, alice, store["id"])
+    url = f"/v1/jobs/{job['id']}"
+    lower = {"Authorization": f"bearer {alice.access_token}"}  # the scheme's case is free
+    assert client.get(url, headers=lower).status_code == 200
+    assert client.get(url, headers=bob.headers).status_code == 404
+    for authorization in ("", "Bearer", "Bearer not.a.token", f"Basic {alice.access_token}"):
+        response = client.get(url, headers={"Authorization": authorization})
+        assert response.status_code == 401, authorization
+    refresh = {"Authorization": f"Bearer {alice.refresh_token}"}
+    assert client.get(url, headers=refresh).status_code == 401
+    # Not JSON: the Flask path renders it.
+    xml = client.get(url, headers={**alice.headers, "Accept": "application/xml"})
+    assert xml.status_code == 200 and xml.mimetype == "application/xml"
+    assert client.get(url, headers={**alice.headers, "Accept": "text/csv"}).status_code == 406
+    # Missing from Redis: the database answers (and refills the state).
+    redis.Redis.from_url(app.config["SETTINGS"].redis_url).delete(key(job["id"]))
+    assert client.get(url, headers=alice.headers).json["id"] == job["id"]
+    # A logout is honoured at once, and after a flush of the blocklist too.
+    assert client.post("/v1/auth/logout", headers=alice.headers).status_code == 204
+    assert client.get(url, headers=alice.headers).status_code == 401
+    redis.Redis.from_url(app.config["SETTINGS"].redis_url).flushdb()
+    assert client.get(url, headers=alice.headers).status_code == 401

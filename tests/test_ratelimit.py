@@ -155,3 +155,29 @@ def test_retry_after_only_where_the_contract_puts_it(live_server):
     assert seen[201].headers["RateLimit-Limit"] == "10"
     probe = _get(base + "/healthz")  # exempt: no limit, no state
     assert "RateLimit-Limit" not in probe.headers and "Retry-After" not in probe.headers
+
+
+def test_job_polls_on_the_fast_path_spend_the_endpoints_budget(live_server, redis_server):
+    """Plain polls (answered before Flask) and Flask-path polls share one counter."""
+    base = live_server(workers=1, RATELIMIT_ENABLED="true", RATELIMIT_DEFAULT="1000 per minute")
+    auth, sid, _iid = _api(base)
+    job = requests.post(
+        f"{base}/v1/stores/{sid}/imports",
+        data="name,price\nTea,1\n",
+        headers={**auth, "Content-Type": "text/csv"},
+        timeout=10,
+    )
+    url = f"{base}/v1/jobs/{job.json()['id']}"
+    base = live_server(workers=1, RATELIMIT_ENABLED="true", RATELIMIT_DEFAULT="5 per minute")
+    url = url.replace(url.split("/v1/")[0], base)
+    sent = [_get(url, **auth), _get(url + "?format=json", **auth), _get(url, **auth)]
+    sent.append(_get(url, **auth, **{"If-None-Match": sent[0].headers["ETag"]}))
+    sent.append(_get(url, **auth))
+    assert [r.status_code for r in sent] == [200, 200, 200, 304, 200]
+    assert [r.headers["RateLimit-Remaining"] for r in sent] == ["4", "3", "2", "1", "0"]
+    assert all(r.headers["Retry-After"] == "1" for r in sent)  # the job is not finished
+    _assert_limited(_get(url, **auth))
+    _assert_limited(_get(url + "?format=json", **auth))
+    rdb = redis.Redis.from_url(redis_server.url)
+    (key,) = rdb.keys("*jobs.Job/5/*")
+    assert int(rdb.get(key)) == 7

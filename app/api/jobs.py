@@ -41,15 +41,21 @@ def etag_for(state: JobState, fmt: str) -> str:
     return state.etag if fmt == "json" else f'"{state.etag.strip(chr(34))}-{fmt}"'
 
 
-def job_response(state: JobState, status: int = 200, *, waited: int | None = None) -> Response:
-    """A job in the negotiated format, or ``304`` when ``If-None-Match`` names it."""
-    fmt = negotiation.negotiate()
-    etag = etag_for(state, fmt)
+def poll_headers(state: JobState, etag: str, waited: int | None = None) -> dict[str, str]:
+    """The headers of a job's representation (this view's and the fast path's)."""
     headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
     if not state.finished:  # tell pollers how long to wait (and no one else)
         headers["Retry-After"] = "1"
     if waited is not None:
         headers["Preference-Applied"] = f"wait={waited}"
+    return headers
+
+
+def job_response(state: JobState, status: int = 200, *, waited: int | None = None) -> Response:
+    """A job in the negotiated format, or ``304`` when ``If-None-Match`` names it."""
+    fmt = negotiation.negotiate()
+    etag = etag_for(state, fmt)
+    headers = poll_headers(state, etag, waited)
     if status == 200 and request.if_none_match.contains_weak(etag.strip('"')):
         response = current_app.response_class(status=304, headers=headers)
         del response.headers["Content-Type"]

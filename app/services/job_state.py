@@ -53,6 +53,26 @@ return 1
 )
 
 
+# One round trip for a poll: the rate-limit counters (as the read cache's lookup keeps
+# them: fixed window, INCR then EXPIRE on the window's first hit, stopping at the first
+# spent limit), the session's blocklist fields, and the job's state.
+# KEYS: blocklist, state, then one counter per limit. ARGV: sid, loaded-field name, then
+# amount and window seconds per counter. Reply: {counts, -1} when a limit is spent, else
+# {counts, {loaded, until}, {user, etag, body, finished}}.
+_POLL = """
+local counts = {}
+for i = 3, #KEYS do
+  local count = redis.call('INCR', KEYS[i])
+  if count == 1 then redis.call('EXPIRE', KEYS[i], ARGV[2 * i - 2]) end
+  counts[#counts + 1] = count
+  counts[#counts + 1] = redis.call('TTL', KEYS[i])
+  if count > tonumber(ARGV[2 * i - 3]) then return {counts, -1} end
+end
+return {counts, redis.call('HMGET', KEYS[1], ARGV[2], ARGV[1]),
+        redis.call('HMGET', KEYS[2], 'user', 'etag', 'body', 'finished')}
+"""
+
+
 @dataclass(frozen=True)
 class JobState:
     """What a poll of one job answers, in JSON; other representations render ``data``."""
@@ -80,17 +100,46 @@ def state_of(job: Job) -> JobState:
     return JobState(job.id, job.user_id, etag_of(body), body, job.status in jobs.TERMINAL)
 
 
-def _script() -> Any:
+def _script(name: str, source: str) -> Any:
     client = redis_client.client
-    script = getattr(client, "_job_state_write", None)
+    script = getattr(client, name, None)
     if script is None:
-        script = client.register_script(_WRITE)
-        client._job_state_write = script  # type: ignore[attr-defined]  # one per client
+        script = client.register_script(source)
+        setattr(client, name, script)  # one per client
     return script
 
 
+@dataclass(frozen=True)
+class Poll:
+    """What one poll's round trip found (``breached``: a limit is spent; read nothing)."""
+
+    counts: list[int]
+    breached: bool
+    blocklist_loaded: bool = False
+    revoked_until: bytes | None = None
+    state: JobState | None = None
+
+
+def poll(job_id: str, *, sid: str, blocklist: str, loaded: str, counters: list) -> Poll:
+    """Count the request, read the session's blocklist fields and the job's state, in
+    one round trip (the job-poll fast path). ``counters``: ``(key, amount, seconds)``."""
+    keys = [blocklist, key(job_id), *(c[0] for c in counters)]
+    args: list[Any] = [sid, loaded]
+    for _, amount, seconds in counters:
+        args += [amount, seconds]
+    reply = _script("_job_state_poll", _POLL)(keys=keys, args=args)
+    counts = list(reply[0])
+    if reply[1] == -1:
+        return Poll(counts, True)
+    (found_loaded, until), (user, etag, body, finished) = reply[1], reply[2]
+    state = None
+    if isinstance(body, bytes) and isinstance(user, bytes) and isinstance(etag, bytes):
+        state = JobState(job_id, int(user), etag.decode(), body, finished == b"1")
+    return Poll(counts, False, found_loaded is not None, until, state)
+
+
 def _write(state: JobState, *, notify: bool) -> None:
-    _script()(
+    _script("_job_state_write", _WRITE)(
         keys=[key(state.job_id)],
         args=[
             state.user_id,

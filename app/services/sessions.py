@@ -67,16 +67,27 @@ def revoke_session(*, sid: str, refresh_seconds: int) -> None:
             redis_client.failed(exc, "session blocklist")
 
 
-def is_revoked(payload: dict[str, Any]) -> bool:
+def session_id(payload: dict[str, Any]) -> str | None:
+    """The token's session id; ``None`` for a token we cannot have issued (then revoked)."""
     sid = payload.get("sid")
-    if not isinstance(sid, str) or sid == LOADED:
+    return sid if isinstance(sid, str) and sid != LOADED else None
+
+
+def listed_as_revoked(until: bytes | str | None) -> bool:
+    """Whether the blocklist's field for a session (its expiry, or none) revokes it now."""
+    return until is not None and int(until) > time.time()
+
+
+def is_revoked(payload: dict[str, Any]) -> bool:
+    sid = session_id(payload)
+    if sid is None:
         return True  # tokens we issue always carry a session id
     if redis_client.available():
         try:
             loaded, until = redis_client.client.hmget(BLOCKLIST, [LOADED, sid])
             if loaded is None:
                 return sid in _rebuild_blocklist()
-            return until is not None and int(until) > time.time()
+            return listed_as_revoked(until)
         except redis.RedisError as exc:
             redis_client.failed(exc, "session blocklist")
     return db.session.get(RevokedSession, sid) is not None

@@ -200,7 +200,7 @@ class Service:
         env = {**self.env, "BENCH_BODY_FILE": str(body_file), "PORT": port}
         env["BIND_HOST"] = "127.0.0.1"
         args = [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py"]
-        proc = Process([*args, "benchmarks.reads.apps:baseline"], env, self.workdir / "bare.log")
+        proc = Process([*args, "benchmarks.reads.apps:bare()"], env, self.workdir / "bare.log")
         self.processes.append(proc.start())
         base = f"http://127.0.0.1:{port}"
 
