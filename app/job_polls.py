@@ -19,7 +19,9 @@ the request, the count rides in the environ and Flask-Limiter does not count it 
 from __future__ import annotations
 
 import re
+import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -37,6 +39,7 @@ from app.services import job_state, sessions
 PATH = re.compile(r"/v1/jobs/([0-9A-Za-z-]{1,36})")
 ENDPOINT = "jobs.Job"
 _UNSET = object()
+VERIFIED_TOKENS = 4096  # remembered verifications per process (oldest forgotten first)
 
 
 class JobPolls:
@@ -46,6 +49,8 @@ class JobPolls:
         self.app = app
         self._plan: Any = _UNSET
         self._formats: dict[str, str | None] = {}
+        # token -> (user id, session id, expiry): verified once by flask-jwt-extended.
+        self._verified: OrderedDict[str, tuple[int, str, float]] = OrderedDict()
 
     def plan(self) -> ratelimit.Plan | None:
         if self._plan is _UNSET:
@@ -66,19 +71,30 @@ class JobPolls:
         return fmt == "json"
 
     def identity(self, authorization: str) -> tuple[int, str] | None:
-        """``(user id, session id)`` of a valid access token, or ``None`` (Flask decides)."""
+        """``(user id, session id)`` of a valid access token, or ``None`` (Flask decides).
+
+        A poller sends the same token again and again: its verification (signature,
+        claims) is remembered until the token expires, so later polls only compare the
+        expiry with the clock. Revocation is checked on every poll, in the round trip.
+        """
         scheme, _, token = authorization.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             return None
+        known = self._verified.get(token)
+        if known is not None and time.time() < known[2]:
+            return known[0], known[1]
         try:
             with self.app.app_context():
                 payload = decode_token(token)
         except Exception:  # any refusal is answered by the Flask path, in its words
             return None
         sid = sessions.session_id(payload)
-        if payload.get("type") != "access" or sid is None:
+        if payload.get("type") != "access" or sid is None or "exp" not in payload:
             return None
+        if len(self._verified) >= VERIFIED_TOKENS:
+            self._verified.popitem(last=False)
+        self._verified[token] = (int(payload["sub"]), sid, float(payload["exp"]))
         return int(payload["sub"]), sid
 
 

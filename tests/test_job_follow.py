@@ -9,9 +9,11 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 
 import pytest
 import redis
+from flask_jwt_extended import create_access_token, decode_token
 from sqlalchemy import event, update
 
 from app.extensions import db
@@ -302,3 +304,17 @@ def test_fast_path_refusals_are_answered_by_flask_in_its_words(app, client, alic
     assert client.get(url, headers=alice.headers).status_code == 401
     redis.Redis.from_url(app.config["SETTINGS"].redis_url).flushdb()
     assert client.get(url, headers=alice.headers).status_code == 401
+
+
+def test_a_remembered_token_is_refused_once_it_expires(app, client, alice, store):
+    job, _ = submit(client, alice, store["id"])
+    url = f"/v1/jobs/{job['id']}"
+    with app.app_context():
+        sid = decode_token(alice.access_token)["sid"]
+        short = create_access_token(
+            str(alice.id), expires_delta=timedelta(seconds=1), additional_claims={"sid": sid}
+        )
+    headers = {"Authorization": f"Bearer {short}"}
+    assert [client.get(url, headers=headers).status_code for _ in range(3)] == [200] * 3
+    time.sleep(1.2)
+    assert client.get(url, headers=headers).status_code == 401
