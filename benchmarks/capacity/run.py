@@ -21,7 +21,6 @@ import json
 import multiprocessing
 import os
 import platform
-import re
 import resource
 import runpy
 import statistics
@@ -40,6 +39,7 @@ import requests
 from benchmarks.capacity import load, wake
 from benchmarks.capacity.http import Connection
 from benchmarks.imports.run import ensure_pg_database, prepare_database, write_csv
+from benchmarks.reads import loadgen
 from benchmarks.reads.run import seed
 from tests.services import BIN, Process, RedisServer, service_env, start_web, wait_until
 
@@ -452,23 +452,14 @@ def wrk(url: str, seconds: int, script: Path) -> dict[str, Any]:
         print(f"  wrk failed ({done.returncode}): {done.stderr.strip()} {out[-500:]}", flush=True)
         return {"rps": 0.0, "p50_ms": None, "p99_ms": None, "non_2xx_3xx": 0,
                 "socket_errors": 1, "failed": (done.stderr or out)[-500:]}  # fmt: skip
-    pct = dict(re.findall(r"^\s+(50|90|99)%\s+([\d.]+(?:us|ms|s))$", out, re.M))
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    figures = loadgen.parse(out, url)
     return {
-        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
-        "p50_ms": _ms(pct.get("50")),
-        "p99_ms": _ms(pct.get("99")),
-        "non_2xx_3xx": int(non2xx.group(1)) if non2xx else 0,
-        "socket_errors": sum(int(x) for x in sock.groups()) if sock else 0,
+        "rps": figures["rps"],
+        "p50_ms": figures["p50_ms"],
+        "p99_ms": figures["p99_ms"],
+        "non_2xx_3xx": figures["errors"],
+        "socket_errors": figures["socket_errors"],
     }
-
-
-def _ms(text: str | None) -> float | None:
-    if not text:
-        return None
-    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
-    return round(float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit], 3)
 
 
 def job_polls(

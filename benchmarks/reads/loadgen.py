@@ -11,34 +11,50 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
 
 
 def _ms(text: str) -> float:
-    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
     return float(number) * _UNITS[unit]
 
 
 def wrk_run(
-    wrk: str, url: str, seconds: float, connections: int, headers: dict[str, str] | None = None
+    wrk: str,
+    url: str,
+    seconds: float,
+    connections: int,
+    headers: dict[str, str] | None = None,
+    script: str | None = None,
 ) -> dict[str, Any]:
     """One wrk run: requests/s, latency percentiles (ms) and non-2xx/3xx count."""
     extra = [arg for k, v in (headers or {}).items() for arg in ("-H", f"{k}: {v}")]
+    extra += ["-s", script] if script else []
     out = subprocess.run(
         [wrk, "-t2", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", *extra, url],
         capture_output=True, text=True, check=True, timeout=seconds + 60,
     ).stdout  # fmt: skip
-    percentiles = dict(re.findall(r"^\s+(50|75|90|99)%\s+([\d.]+(?:us|ms|s))$", out, re.M))
+    return parse(out, url)
+
+
+def parse(out: str, url: str) -> dict[str, Any]:
+    """What a wrk run printed (``--latency``), as figures."""
+    pct = dict(re.findall(r"^\s+(50|75|90|99)%\s+([\d.]+(?:us|ms|s|m))\s*$", out, re.M))
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if set(pct) != {"50", "75", "90", "99"} or rps is None:
+        raise RuntimeError(f"wrk printed no figures for {url}:\n{out}")
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    socket_errors = re.search(r"Socket errors: (.*)", out)
+    sockets = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
+    )
     return {
-        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "rps": float(rps.group(1)),
         "requests": int(re.search(r"(\d+) requests in", out).group(1)),  # type: ignore[union-attr]
-        "p50_ms": _ms(percentiles["50"]),
-        "p90_ms": _ms(percentiles["90"]),
-        "p99_ms": _ms(percentiles["99"]),
+        "p50_ms": _ms(pct["50"]),
+        "p90_ms": _ms(pct["90"]),
+        "p99_ms": _ms(pct["99"]),
         "errors": int(errors.group(1)) if errors else 0,
-        "socket_errors": socket_errors.group(1) if socket_errors else "",
+        "socket_errors": sum(map(int, sockets.groups())) if sockets else 0,
     }
 
 
