@@ -19,18 +19,15 @@ the request, the count rides in the environ and Flask-Limiter does not count it 
 from __future__ import annotations
 
 import re
-import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import redis
 from flask import Flask
-from flask_jwt_extended import decode_token
 from werkzeug.http import parse_etags
 
-from app import negotiation, ratelimit
+from app import negotiation, ratelimit, security
 from app.api.jobs import poll_headers
 from app.errors import REQUEST_ID_RE
 from app.extensions import redis_client
@@ -39,7 +36,6 @@ from app.services import job_state, sessions
 PATH = re.compile(r"/v1/jobs/([0-9A-Za-z-]{1,36})")
 ENDPOINT = "jobs.Job"
 _UNSET = object()
-VERIFIED_TOKENS = 4096  # remembered verifications per process (oldest forgotten first)
 
 
 class JobPolls:
@@ -49,8 +45,6 @@ class JobPolls:
         self.app = app
         self._plan: Any = _UNSET
         self._formats: dict[str, str | None] = {}
-        # token -> (user id, session id, expiry): verified once by flask-jwt-extended.
-        self._verified: OrderedDict[str, tuple[int, str, float]] = OrderedDict()
 
     def plan(self) -> ratelimit.Plan | None:
         if self._plan is _UNSET:
@@ -72,30 +66,17 @@ class JobPolls:
 
     def identity(self, authorization: str) -> tuple[int, str] | None:
         """``(user id, session id)`` of a valid access token, or ``None`` (Flask decides).
-
-        A poller sends the same token again and again: its verification (signature,
-        claims) is remembered until the token expires, so later polls only compare the
-        expiry with the clock. Revocation is checked on every poll, in the round trip.
-        """
-        scheme, _, token = authorization.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
+        Revocation is checked afterwards, in the poll's round trip."""
+        token = security.bearer_token(authorization)
+        if token is None:
             return None
-        known = self._verified.get(token)
-        if known is not None and time.time() < known[2]:
-            return known[0], known[1]
         try:
             with self.app.app_context():
-                payload = decode_token(token)
+                payload = security.verified.payload(token)
         except Exception:  # any refusal is answered by the Flask path, in its words
             return None
         sid = sessions.session_id(payload)
-        if payload.get("type") != "access" or sid is None or "exp" not in payload:
-            return None
-        if len(self._verified) >= VERIFIED_TOKENS:
-            self._verified.popitem(last=False)
-        self._verified[token] = (int(payload["sub"]), sid, float(payload["exp"]))
-        return int(payload["sub"]), sid
+        return (int(payload["sub"]), sid) if sid is not None else None
 
 
 def serve_fast(

@@ -26,9 +26,10 @@ from app.services.job_state import JobState, read
 KEEPALIVE_SECONDS = 10.0
 
 
-def current(user_id: int, job_id: str) -> JobState:
-    """The caller's job as a poll answers it; someone else's is unknown (404)."""
-    state = read(job_id)
+def current(user_id: int, job_id: str, given: JobState | None = None) -> JobState:
+    """The caller's job as a poll answers it (``given``: the state a notice brought, else
+    read); someone else's is unknown (404)."""
+    state = given or read(job_id)
     if state is None or state.user_id != user_id:
         raise NotFound(f"No job with id {job_id}.")
     return state
@@ -54,7 +55,7 @@ def wait_for_change(
             if remaining <= 0:
                 break
             waiter.wait(remaining)
-            state = current(user_id, job_id)
+            state = current(user_id, job_id, waiter.take())
     return state
 
 
@@ -75,7 +76,7 @@ def stream(
     last_sent, last_write = last_event_id, time.monotonic()
     with notices().listen(job_id) as waiter:
         while True:
-            state = read(job_id)
+            state = waiter.take() or read(job_id)
             if state is None or state.user_id != user_id:
                 return  # deleted meanwhile
             if state.finished:

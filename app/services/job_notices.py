@@ -26,7 +26,7 @@ from flask import Flask, current_app
 
 from app import lifecycle
 from app.config import redis_connection_options
-from app.services.job_state import CHANNEL
+from app.services.job_state import CHANNEL, JobState, parse_notice
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +35,17 @@ MAX_BACKOFF_SECONDS = 2.0
 
 
 class Waiter:
-    """One request's wait for its job's next notice."""
+    """One request's wait for its job's next notice (and the state the notice carried)."""
 
     def __init__(self, subscribed: threading.Event) -> None:
         self.event = threading.Event()
         self._subscribed = subscribed
+        self.state: JobState | None = None
+
+    def take(self) -> JobState | None:
+        """The state the last notice brought (then forgotten), or ``None``: read it."""
+        state, self.state = self.state, None
+        return state
 
     def wait(self, timeout: float) -> bool:
         """Until a notice arrives (True) or ``timeout`` passes; then ready for the next.
@@ -75,34 +81,35 @@ class Notices:
         self._ensure_listener()
         waiter = Waiter(self._subscribed)
         with self._lock:
-            self._waiters.setdefault(job_id, set()).add(waiter.event)
+            self._waiters.setdefault(job_id, set()).add(waiter)
         try:
             yield waiter
         finally:
             with self._lock:
                 waiting = self._waiters.get(job_id)
                 if waiting is not None:
-                    waiting.discard(waiter.event)
+                    waiting.discard(waiter)
                     if not waiting:
                         del self._waiters[job_id]
 
     def waiting(self) -> int:
         """How many waiters this process holds (tests and benchmarks read it)."""
         with self._lock:
-            return sum(len(events) for events in self._waiters.values())
+            return sum(len(waiting) for waiting in self._waiters.values())
 
     def wake_all(self) -> None:
         """Every waiter looks again (the process is stopping, or notices may be lost)."""
         self._wake(None)
 
-    def _wake(self, job_id: str | None) -> None:
+    def _wake(self, job_id: str | None, state: JobState | None = None) -> None:
         with self._lock:
             if job_id is None:
-                events = [e for waiting in self._waiters.values() for e in waiting]
+                waiters = [w for waiting in self._waiters.values() for w in waiting]
             else:
-                events = list(self._waiters.get(job_id, ()))
-        for event in events:
-            event.set()
+                waiters = list(self._waiters.get(job_id, ()))
+        for waiter in waiters:
+            waiter.state = state  # None: look for yourself
+            waiter.event.set()
 
     # --- the listener -----------------------------------------------------------------
 
@@ -144,7 +151,7 @@ class Notices:
                     continue
                 if message.get("type") == "message":
                     self.received += 1
-                    self._wake(message["data"].decode())
+                    self._wake(*parse_notice(message["data"]))
         finally:
             pubsub.close()
 

@@ -46,7 +46,7 @@ redis.call('EXPIRE', KEYS[1], ARGV[5])
 if ARGV[6] == '1' then
   redis.call('PUBLISH', '"""
     + CHANNEL
-    + """', ARGV[7])
+    + """', ARGV[7] .. '\\n' .. ARGV[1] .. '\\n' .. ARGV[2] .. '\\n' .. ARGV[4] .. '\\n' .. ARGV[3])
 end
 return 1
 """
@@ -85,6 +85,17 @@ class JobState:
 
     def data(self) -> dict[str, Any]:
         return orjson.loads(self.body)
+
+
+def parse_notice(data: bytes) -> tuple[str, JobState | None]:
+    """A notice: the job id, then (unless the job is gone) the state just written, so a
+    woken waiter needs no Redis read: ``id\\nuser\\netag\\nfinished\\nbody``."""
+    parts = data.split(b"\n", 4)
+    job_id = parts[0].decode()
+    if len(parts) < 5:
+        return job_id, None
+    _, user, etag, finished, body = parts
+    return job_id, JobState(job_id, int(user), etag.decode(), body, finished == b"1")
 
 
 def key(job_id: str) -> str:
