@@ -32,9 +32,9 @@ worker_hijack_root_logger = False
 worker_max_tasks_per_child = int(os.environ.get("CELERY_MAX_TASKS_PER_CHILD") or 200)
 worker_concurrency = int(os.environ.get("CELERY_CONCURRENCY") or 2)
 broker_connection_retry_on_startup = True
-# The web process only sends tasks: a couple of broker connections, so its Redis
+# The web process only sends tasks: one pooled broker connection, so its Redis
 # connections stay few (Heroku's small Redis plans allow few per app).
-broker_pool_limit = int(os.environ.get("CELERY_BROKER_POOL_LIMIT") or 2)
+broker_pool_limit = int(os.environ.get("CELERY_BROKER_POOL_LIMIT") or 1)
 broker_connection_timeout = 2.0
 broker_transport_options = {
     # Longer than any task may run between checkpoints: an unacked message is
