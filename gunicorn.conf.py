@@ -7,6 +7,7 @@ traps this choice brings, and how the app handles each).
 """
 
 import os
+import time
 
 # Heroku sets PORT; BIND_HOST lets local runs listen on loopback only.
 bind = [f"{os.environ.get('BIND_HOST', '[::]')}:{os.environ.get('PORT', '5000')}"]
@@ -32,3 +33,15 @@ def post_worker_init(worker):  # gunicorn hook, in each worker once the app is l
     from app import lifecycle
 
     lifecycle.watch(lambda: worker.alive)
+
+
+def post_request(worker, req, environ, resp):  # gunicorn hook, after every request
+    """Let the other connections' requests run before this connection's next one.
+
+    A gevent greenlet yields only when it would block; on a busy keep-alive connection
+    the next request is often already in the socket buffer, so without this a few
+    connections are served back to back while the others wait (a closed-loop benchmark
+    showed p50 0.4 ms but p99 1.5 s on one worker). ``time.sleep(0)`` is gevent's yield
+    once patched, and nearly free under threads.
+    """
+    time.sleep(0)
