@@ -18,7 +18,9 @@ the request, the count rides in the environ and Flask-Limiter does not count it 
 
 from __future__ import annotations
 
+import contextlib
 import re
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -28,12 +30,14 @@ from flask import Flask
 from werkzeug.http import parse_etags
 
 from app import negotiation, ratelimit, security
-from app.api.jobs import poll_headers
+from app.api.jobs import poll_headers, preferred_wait
 from app.errors import REQUEST_ID_RE
 from app.extensions import redis_client
-from app.services import job_state, sessions
+from app.services import job_events, job_state, jobs, sessions
+from app.services.job_notices import Notices, Waiter
 
 PATH = re.compile(r"/v1/jobs/([0-9A-Za-z-]{1,36})")
+WAIT_QUERY = re.compile(r"wait=(\d{1,2})")
 ENDPOINT = "jobs.Job"
 _UNSET = object()
 
@@ -79,51 +83,102 @@ class JobPolls:
         return (int(payload["sub"]), sid) if sid is not None else None
 
 
+def _wait(environ: dict[str, Any]) -> int | bool | None:
+    """The long poll asked for (seconds), ``None`` for a plain poll, ``False`` when the
+    query string is one the Flask path must judge (anything but one valid ``wait``)."""
+    query = environ.get("QUERY_STRING", "")
+    if query:
+        found = WAIT_QUERY.fullmatch(query)
+        if found is None or not 1 <= int(found.group(1)) <= jobs.MAX_WAIT_SECONDS:
+            return False
+        return int(found.group(1))
+    return preferred_wait(environ.get("HTTP_PREFER", ""))
+
+
 def serve_fast(
     app: Flask, environ: dict[str, Any], start_response: Callable
 ) -> Iterable[bytes] | None:
-    """Answer a plain job poll here; ``None`` lets Flask handle the request."""
+    """Answer a job poll or long poll here; ``None`` lets Flask handle the request."""
     method = environ.get("REQUEST_METHOD")
-    if method not in ("GET", "HEAD") or environ.get("QUERY_STRING"):
-        return None
     found = PATH.fullmatch(environ.get("PATH_INFO", ""))
     polls: JobPolls | None = app.extensions.get("job_polls")
-    if found is None or polls is None or "HTTP_COOKIE" in environ or "HTTP_PREFER" in environ:
+    if method not in ("GET", "HEAD") or found is None or polls is None:
         return None
+    wait = _wait(environ)
     plan = polls.plan()
-    if plan is None or not redis_client.available():
+    if wait is False or "HTTP_COOKIE" in environ or plan is None:
         return None
-    if not polls.wants_json(environ.get("HTTP_ACCEPT", "")):
+    if not redis_client.available() or not polls.wants_json(environ.get("HTTP_ACCEPT", "")):
         return None
     who = polls.identity(environ.get("HTTP_AUTHORIZATION", ""))
     counters = plan.counters(environ)
     if who is None or counters is None:
         return None
-    user_id, sid = who
+    job_id = found.group(1)
+    notices: Notices = app.extensions["job_notices"]
+    # Listening starts before the state is read: a change committed in between still wakes.
+    with notices.listen(job_id) if wait else contextlib.nullcontext() as waiter:
+        try:
+            result = job_state.poll(
+                job_id,
+                sid=who[1],
+                blocklist=sessions.BLOCKLIST,
+                loaded=sessions.LOADED,
+                counters=counters,
+            )
+        except redis.RedisError as exc:
+            redis_client.failed(exc, "job poll")
+            return None
+        counted = plan.counted(result.counts)
+        if counted is not None:
+            environ[ratelimit.ENVIRON_COUNTED] = counted  # Flask must not count it again
+        state = result.state
+        if (
+            result.breached
+            or not result.blocklist_loaded
+            or sessions.listed_as_revoked(result.revoked_until)
+            or state is None
+            or state.user_id != who[0]
+        ):
+            return None
+        if waiter is not None and wait:
+            state = _hold(app, waiter, state, environ, who[0], float(wait))
+            if state is None:
+                return None  # gone while waiting: the Flask path says what it is now
+    return _answer(environ, start_response, state, counted, wait or None)
+
+
+def _hold(
+    app: Flask,
+    waiter: Waiter,
+    state: job_state.JobState,
+    environ: dict[str, Any],
+    user_id: int,
+    seconds: float,
+) -> job_state.JobState | None:
+    """The long poll's wait (``job_events.hold``), in this greenlet, with no request
+    context: a state a notice did not bring is read in an app context (Redis, else the
+    database)."""
+    given = parse_etags(environ.get("HTTP_IF_NONE_MATCH"))
+    arrival = state.etag
+
+    def unchanged(s: job_state.JobState) -> bool:
+        # the state If-None-Match names, else the state on arrival
+        return given.contains_weak(s.etag.strip('"')) if given else s.etag == arrival
+
+    def reread(notice: job_state.JobState | None) -> job_state.JobState:
+        if notice is None:
+            with app.app_context():
+                notice = job_state.read(state.job_id)
+        if notice is None or notice.user_id != user_id:
+            raise LookupError(state.job_id)
+        return notice
+
+    deadline = time.monotonic() + seconds
     try:
-        result = job_state.poll(
-            found.group(1),
-            sid=sid,
-            blocklist=sessions.BLOCKLIST,
-            loaded=sessions.LOADED,
-            counters=counters,
-        )
-    except redis.RedisError as exc:
-        redis_client.failed(exc, "job poll")
+        return job_events.hold(waiter, state, unchanged=unchanged, deadline=deadline, reread=reread)
+    except LookupError:
         return None
-    counted = plan.counted(result.counts)
-    if counted is not None:
-        environ[ratelimit.ENVIRON_COUNTED] = counted  # Flask must not count it again
-    state = result.state
-    if (
-        result.breached
-        or not result.blocklist_loaded
-        or sessions.listed_as_revoked(result.revoked_until)
-        or state is None
-        or state.user_id != user_id
-    ):
-        return None
-    return _answer(environ, start_response, state, counted)
 
 
 def _answer(
@@ -131,8 +186,9 @@ def _answer(
     start_response: Callable,
     state: job_state.JobState,
     counted: ratelimit.Counted | None,
+    waited: int | None = None,
 ) -> Iterable[bytes]:
-    headers = list(poll_headers(state, state.etag).items())
+    headers = list(poll_headers(state, state.etag, waited).items())
     headers.append(("Vary", "Accept"))
     given = environ.get("HTTP_X_REQUEST_ID", "")
     headers.append(("X-Request-ID", given if REQUEST_ID_RE.match(given) else uuid.uuid4().hex))

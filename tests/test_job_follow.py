@@ -128,36 +128,41 @@ def test_polls_are_answered_by_the_database_while_redis_is_down(
 # --- long polls -----------------------------------------------------------------------
 
 
-def test_long_poll_answers_304_after_n_seconds_unchanged(client, alice, store):
+@pytest.mark.parametrize("path", ["fast", "flask"])
+def test_long_poll_answers_304_after_n_seconds_unchanged(client, alice, store, path):
     job, etag = submit(client, alice, store["id"])
+    # The fast path takes Prefer or a lone ?wait=N; another parameter sends it to Flask.
+    url = f"/v1/jobs/{job['id']}" + ("" if path == "fast" else "?format=json")
     started = time.monotonic()
-    response = client.get(
-        f"/v1/jobs/{job['id']}",
-        headers={**alice.headers, "Prefer": "wait=2", "If-None-Match": etag},
-    )
+    headers = {**alice.headers, "Prefer": "wait=2", "If-None-Match": etag}
+    response = client.get(url, headers=headers)
     elapsed = time.monotonic() - started
     assert response.status_code == 304 and 1.9 <= elapsed < 4, elapsed
     assert response.headers["Preference-Applied"] == "wait=2"
-    assert response.headers["ETag"] == etag
+    assert response.headers["ETag"] == etag and response.headers["Retry-After"] == "1"
 
 
-def test_long_poll_without_if_none_match_answers_200_after_n_seconds(client, alice, store):
+@pytest.mark.parametrize("query", ["?wait=1", "?wait=1&format=json"])
+def test_long_poll_without_if_none_match_answers_200_after_n_seconds(client, alice, store, query):
     job, _ = submit(client, alice, store["id"])
     started = time.monotonic()
-    response = client.get(f"/v1/jobs/{job['id']}?wait=1", headers=alice.headers)
+    response = client.get(f"/v1/jobs/{job['id']}{query}", headers=alice.headers)
     assert response.status_code == 200 and response.json["status"] == "queued"
     assert 0.9 <= time.monotonic() - started < 3
     assert response.headers["Preference-Applied"] == "wait=1"
 
 
-def test_long_poll_wakes_on_the_commit_without_reading_the_database(app, client, alice, store):
+@pytest.mark.parametrize("query", ["", "?format=json"])
+def test_long_poll_wakes_on_the_commit_without_reading_the_database(
+    app, client, alice, store, query
+):
     job, etag = submit(client, alice, store["id"])
     answer: dict = {}
 
     def hold() -> None:
         started = time.monotonic()
         answer["response"] = app.test_client().get(
-            f"/v1/jobs/{job['id']}",
+            f"/v1/jobs/{job['id']}{query}",
             headers={**alice.headers, "Prefer": "wait=20", "If-None-Match": etag},
         )
         answer["elapsed"] = time.monotonic() - started

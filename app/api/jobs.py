@@ -70,11 +70,15 @@ def job_response(state: JobState, status: int = 200, *, waited: int | None = Non
 
 
 def requested_wait(query_wait: int | None) -> int | None:
-    """Seconds to hold a poll: ``?wait=N`` (validated), else ``Prefer: wait=N`` (a hint,
-    brought into 1-25), else none."""
+    """Seconds to hold a poll: ``?wait=N`` (validated), else ``Prefer: wait=N``."""
     if query_wait is not None:
         return query_wait
-    found = PREFER_WAIT.search(request.headers.get("Prefer", ""))
+    return preferred_wait(request.headers.get("Prefer", ""))
+
+
+def preferred_wait(prefer: str) -> int | None:
+    """``Prefer: wait=N`` as seconds to hold (a hint, brought into 1-25), or none."""
+    found = PREFER_WAIT.search(prefer)
     if found is None or int(found.group(1)) == 0:
         return None
     return min(int(found.group(1)), jobs.MAX_WAIT_SECONDS)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 
 from app import lifecycle
 from app.services.errors import NotFound
-from app.services.job_notices import notices
+from app.services.job_notices import Waiter, notices
 from app.services.job_state import JobState, read
 
 KEEPALIVE_SECONDS = 10.0
@@ -48,14 +48,32 @@ def wait_for_change(
     deadline = time.monotonic() + seconds
     with notices().listen(job_id) as waiter:
         state = current(user_id, job_id)
-        arrival = state.etag
-        unchanged = seen or (lambda s: s.etag == arrival)
-        while not state.finished and unchanged(state) and not lifecycle.stopping():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            waiter.wait(remaining)
-            state = current(user_id, job_id, waiter.take())
+        return hold(
+            waiter,
+            state,
+            unchanged=seen or (lambda s, arrival=state.etag: s.etag == arrival),
+            deadline=deadline,
+            reread=lambda given: current(user_id, job_id, given),
+        )
+
+
+def hold(
+    waiter: Waiter,
+    state: JobState,
+    *,
+    unchanged: Callable[[JobState], bool],
+    deadline: float,
+    reread: Callable[[JobState | None], JobState],
+) -> JobState:
+    """The long poll's wait: until ``unchanged(state)`` is false, the job has finished,
+    the process stops or ``deadline`` (monotonic) passes. ``reread(notice's state or
+    None)`` gives the state after each wake-up (the view's and the fast path's)."""
+    while not state.finished and unchanged(state) and not lifecycle.stopping():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        waiter.wait(remaining)
+        state = reread(waiter.take())
     return state
 
 
