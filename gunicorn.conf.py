@@ -6,6 +6,7 @@ leave every other endpoint answering (docs/decisions.md has the measurements and
 traps this choice brings, and how the app handles each).
 """
 
+import gc
 import os
 import time
 
@@ -29,10 +30,14 @@ forwarded_allow_ips = "*" if int(os.environ.get("TRUSTED_PROXY_HOPS", "0") or 0)
 
 
 def post_worker_init(worker):  # gunicorn hook, in each worker once the app is loaded
-    """Let long polls and event streams end early when this worker is told to stop."""
+    """Let long polls and event streams end early when this worker is told to stop; keep
+    the loaded app out of the garbage collector's full passes."""
     from app import lifecycle
 
     lifecycle.watch(lambda: worker.alive)
+    # Everything loaded so far lives as long as the process: a full collection need not
+    # walk it again and again (each pass stalls every connection of a gevent worker).
+    gc.freeze()
 
 
 def post_request(worker, req, environ, resp):  # gunicorn hook, after every request

@@ -12,6 +12,9 @@ from typing import Any
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from app import sqlite_cooperative
+from app.aio import gevent_patched
+
 DEFAULT_SECRET = "dev-insecure-secret-change-me"
 PRODUCTION_NAMES = {"production", "prod"}
 
@@ -184,8 +187,14 @@ def redis_connection_options(url: str, settings: Settings) -> dict[str, Any]:
     return options
 
 
+SQLITE_LOCK_SECONDS = 30.0
+
+
 def engine_options(url: str) -> dict[str, Any]:
-    """Engine options per backend: pre-ping for servers, a lock timeout for SQLite."""
+    """Engine options per backend: pre-ping for servers, a lock timeout for SQLite (waited
+    out cooperatively in a gevent worker: ``app.sqlite_cooperative``)."""
     if url.startswith("sqlite"):
-        return {"connect_args": {"timeout": 30}}
+        if gevent_patched():
+            return {"connect_args": sqlite_cooperative.connect_args(SQLITE_LOCK_SECONDS)}
+        return {"connect_args": {"timeout": SQLITE_LOCK_SECONDS}}
     return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 5}

@@ -340,7 +340,8 @@ async def hold(
         stop.set()
         window_end = time.time()
         # Uploads were sized to end inside the window: their answers may take a moment.
-        await asyncio.wait(upload_tasks, timeout=35)
+        if upload_tasks:
+            await asyncio.wait(upload_tasks, timeout=35)
         unanswered = sum(1 for t in upload_tasks if not t.done())
         for task in follower_tasks + upload_tasks:
             task.cancel()
