@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 
+import redis
 from flask import Flask, Response
 from flask_caching import Cache
 from flask_limiter import Limiter
@@ -29,6 +30,21 @@ def bare() -> Flask:
     @app.get("/page")
     def page() -> Response:
         return Response(body, mimetype="application/json")
+
+    return app
+
+
+def bare_redis() -> Flask:
+    """The control: the bare view plus the one Redis round trip any shared cache's hit
+    needs (a GET of the same bytes, hiredis, one pooled connection per greenlet)."""
+    body = _body()
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    client.set("bare-redis:page", body)
+    app = Flask("bare_redis")
+
+    @app.get("/page")
+    def page() -> Response:
+        return Response(client.get("bare-redis:page"), mimetype="application/json")
 
     return app
 

@@ -57,6 +57,7 @@ APPS = {
     "service": "app:create_app()",
     "bare": "benchmarks.reads.apps:bare()",
     "stock": "benchmarks.reads.apps:stock()",
+    "bare_redis": "benchmarks.reads.apps:bare_redis()",
 }
 
 
@@ -358,10 +359,12 @@ def _run(
     (workdir / "body.json").write_bytes(body)
     bare, bare_pid = start("bare", "/page")
     stock, stock_pid = start("stock", "/page")
+    control, control_pid = start("bare_redis", "/page")
     targets = {
         "service": (service + page, service_pid),
         "bare": (bare + "/page", bare_pid),
         "stock": (stock + "/page", stock_pid),
+        "bare_redis": (control + "/page", control_pid),
     }
     seen = checks({name: url for name, (url, _pid) in targets.items()}, body)
     print("checks:", seen, flush=True)
@@ -385,6 +388,8 @@ def _run(
             "service_vs_bare": median["service"] / median["bare"],
             "service_vs_stock": median["service"] / median["stock"],
             "stock_vs_bare": median["stock"] / median["bare"],
+            "bare_redis_vs_bare": median["bare_redis"] / median["bare"],
+            "service_vs_bare_redis": median["service"] / median["bare_redis"],
         },
         "read_while_writing": consistency,
         "settings": {
