@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from app import signals
 from app.extensions import db
 from app.models import Item, Job, Store, User
+from app.rules import ITEM_FIELDS
 from app.services import jobs
 from app.services.errors import Conflict, Forbidden, NotFound
 from app.services.pagination import Page, SortKey, paginate
@@ -25,7 +26,6 @@ ITEM_SORTS: dict[str, SortKey] = {
     "price": SortKey((Item.price, Item.id)),
     "-price": SortKey((Item.price, Item.id), descending=True),
 }
-ITEM_FIELDS = ("name", "price", "quantity", "sku", "description")
 
 
 def store_changed(store_id: int) -> None:

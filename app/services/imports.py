@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import insert, select, update
 
+from app import rules
 from app.config import Settings
 from app.extensions import db
 from app.models import Job, JobError, utcnow
@@ -167,9 +168,11 @@ class _Run:
                     {
                         "job_id": self.job_id,
                         "row": e.row,
-                        "field": e.field[:64],
+                        # The refused value is shown, never stored as is: a NUL in
+                        # it would fail the chunk on PostgreSQL like the row did.
+                        "field": rules.printable(e.field[:64]),
                         "message": e.message[:300],
-                        "value": e.value,
+                        "value": None if e.value is None else rules.printable(e.value),
                     }
                     for e in errors
                 ],
