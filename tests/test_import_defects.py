@@ -255,16 +255,17 @@ def start_and_orphan(app, client, celery_worker, alice, store) -> str:
 
 
 def test_cancel_ends_a_running_job_whose_worker_died_at_once(
-    app, client, celery_worker, alice, store
+    app, client, celery_worker, live_server, alice, store
 ):
+    base = live_server(JOB_STALE_AFTER="2")  # the web process judges staleness too
     job_id = start_and_orphan(app, client, celery_worker, alice, store)
     wait_until(
         lambda: time.time() - job_row(app, job_id).heartbeat_at.timestamp() > 2.5,
         timeout=10,
         what="the heartbeat to go stale",
     )
-    response = client.post(f"/v1/jobs/{job_id}/cancel", headers=alice.headers)
-    assert response.status_code == 202 and response.json["status"] == "cancelled"
+    response = requests.post(f"{base}/v1/jobs/{job_id}/cancel", headers=alice.headers, timeout=5)
+    assert response.status_code == 202 and response.json()["status"] == "cancelled"
     job = get_job(client, alice, job_id)  # no worker anywhere: nobody else could end it
     assert job["status"] == "cancelled"
     assert_finished_invariant(job)
