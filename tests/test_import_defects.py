@@ -12,6 +12,7 @@ import json
 import signal
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psutil
 import pytest
@@ -289,16 +290,48 @@ def test_a_cancelled_orphan_is_ended_by_the_reaper_not_run_again(
 # --- two imports racing on the same names ---------------------------------------------
 
 
+@contextmanager
+def writes_to_items_held(app, waiters: int) -> Iterator[None]:
+    """PostgreSQL: hold a SHARE lock on ``items`` (reads pass, writes wait) until
+    ``waiters`` writers wait on it, so racing imports have all looked before any writes:
+    the window in which counting from a look beforehand goes wrong. SQLite (one writer at
+    a time, each statement short) gives no such handle: there the imports race freely."""
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            yield
+            return
+        with db.engine.connect() as conn:
+            conn.execute(text("LOCK TABLE items IN SHARE MODE"))
+            yield
+
+            def waiting() -> bool:
+                with db.engine.connect() as probe:
+                    return (
+                        probe.execute(
+                            text(
+                                "SELECT count(*) FROM pg_locks WHERE NOT granted "
+                                "AND relation = 'items'::regclass"
+                            )
+                        ).scalar()
+                        >= waiters
+                    )
+
+            wait_until(waiting, timeout=60, interval=0.1, what="both imports to write")
+            conn.rollback()
+        db.session.remove()
+
+
 @pytest.mark.parametrize("mode", ["upsert", "create"])
 def test_concurrent_imports_of_the_same_names_count_what_the_database_did(
     app, client, celery_worker, alice, store, mode
 ):
-    celery_worker(concurrency=2, IMPORT_CHUNK_ROWS="250", JOB_STALE_AFTER="5")
+    celery_worker(concurrency=2, IMPORT_CHUNK_ROWS="250", JOB_STALE_AFTER="30")
     body = big_csv(3000, prefix="Race")
-    ids = [
-        post_import(client, alice, store["id"], body, query=f"?mode={mode}").json["id"]
-        for _ in range(2)
-    ]
+    with writes_to_items_held(app, waiters=2):
+        ids = [
+            post_import(client, alice, store["id"], body, query=f"?mode={mode}").json["id"]
+            for _ in range(2)
+        ]
     finished = [wait_for_job(client, alice, job_id, timeout=120) for job_id in ids]
     for job in finished:
         assert job["status"] == "succeeded", job
