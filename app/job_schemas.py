@@ -64,7 +64,9 @@ class JobSchema(Schema):
     id = fields.String(metadata={"description": "UUID"})
     kind = fields.String(metadata={"example": "item_import"})
     status = fields.String(validate=validate.OneOf(STATUSES))
-    store_id = fields.Integer()
+    store_id = fields.Integer(
+        allow_none=True, metadata={"description": "null once the store has been deleted"}
+    )
     mode = fields.String(validate=validate.OneOf(MODES))
     dry_run = fields.Boolean()
     progress = fields.Nested(JobProgressSchema)

@@ -130,8 +130,10 @@ class Job(db.Model):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     kind: Mapped[str] = mapped_column(String(32), nullable=False, default="item_import")
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
-    store_id: Mapped[int] = mapped_column(
-        ForeignKey("stores.id", ondelete="CASCADE"), nullable=False, index=True
+    # A job outlives its store (its record and row errors stay readable): NULL once the
+    # store is deleted.
+    store_id: Mapped[int | None] = mapped_column(
+        ForeignKey("stores.id", ondelete="SET NULL"), nullable=True, index=True
     )
     status: Mapped[str] = mapped_column(String(16), nullable=False, default="queued")
     mode: Mapped[str] = mapped_column(String(16), nullable=False, default="upsert")
@@ -150,6 +152,9 @@ class Job(db.Model):
     error: Mapped[dict | None] = mapped_column(JSON)
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    # Why the last attempt failed (its exception, or how its worker process died), until
+    # a chunk commits: the same failure again fails the job (a poison job).
+    last_failure: Mapped[str | None] = mapped_column(Text)
     # Who holds the job: a claim writes a fresh lease; checkpoints only land under it.
     lease: Mapped[str | None] = mapped_column(String(36))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, validate
 
+from app import rules
+
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{3,40}$")
-MAX_PRICE = Decimal("9999999999.99")
 SORTS = ("id", "-id", "name", "-name", "price", "-price")
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
@@ -32,63 +34,56 @@ class UTCDateTimeField(fields.Field):
         return utc_iso(value)
 
 
+def _ruled(rule: Callable[[Any], Any], value: Any) -> Any:
+    try:
+        return rule(value)
+    except rules.Broken as exc:
+        raise ValidationError(exc.message) from None
+
+
 class IntegerField(fields.Integer):
-    """An integer given as a JSON integer or a string of digits (forms); never 1.5 or true."""
+    """An integer given as a JSON integer or a string of digits (forms); never 1.5 or true.
+
+    ``rule`` (``rules.integer`` unless given) decides, as it does for imports."""
+
+    def __init__(self, rule: Callable[[Any], int] = rules.integer, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.rule = rule
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
-        if isinstance(value, bool):
-            raise ValidationError("Not a valid integer.")
-        if isinstance(value, float) and not value.is_integer():
-            raise ValidationError("Not a valid integer.")
-        if isinstance(value, str) and not re.fullmatch(r"\s*[+-]?\d+\s*", value):
-            raise ValidationError("Not a valid integer.")
-        return super()._deserialize(value, attr, data, **kwargs)
+        return _ruled(self.rule, value)
 
 
 class PriceField(fields.Decimal):
     """A decimal number >= 0 with at most two places, given as a number or a string."""
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(as_string=False, allow_nan=False, **kwargs)
+        metadata = {"minimum": 0, "maximum": float(rules.PRICE_MAX)}
+        super().__init__(as_string=False, allow_nan=False, metadata=metadata, **kwargs)
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Decimal:
-        if isinstance(value, bool):
-            raise ValidationError("Not a valid number.")
-        try:
-            number = Decimal(str(value).strip())
-        except (InvalidOperation, ValueError) as exc:
-            raise ValidationError("Not a valid number.") from exc
-        if not number.is_finite():
-            raise ValidationError("Not a valid number.")
-        if number < 0:
-            raise ValidationError("Must be greater than or equal to 0.")
-        if number > MAX_PRICE:
-            raise ValidationError(f"Must be less than or equal to {MAX_PRICE}.")
-        exponent = number.as_tuple().exponent
-        if (
-            isinstance(exponent, int)
-            and exponent < -2
-            and number != number.quantize(Decimal("0.01"))
-        ):
-            raise ValidationError("Must have at most 2 decimal places.")
-        return number.quantize(Decimal("0.01"))
+        return _ruled(rules.price, value)
 
 
 class SafeString(fields.String):
-    """A string without NUL characters: PostgreSQL cannot store or compare them (a 500)."""
+    """A string the database can store (no NUL: PostgreSQL cannot store or compare it).
+
+    ``rule`` (``rules.text`` unless given) checks it further, as it does for imports;
+    ``metadata`` only describes that rule in the OpenAPI document."""
+
+    def __init__(self, rule: Callable[[Any], str] = rules.text, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.rule = rule
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
-        text = super()._deserialize(value, attr, data, **kwargs)
-        if "\x00" in text:
-            raise ValidationError("Must not contain NUL characters.")
-        return text
+        return _ruled(self.rule, super()._deserialize(value, attr, data, **kwargs))
 
 
-class TrimmedString(SafeString):
-    """A string with surrounding white space removed before its length is checked."""
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
-        return super()._deserialize(value, attr, data, **kwargs).strip()
+def _lengths(maximum: int, minimum: int | None = None) -> dict[str, int]:
+    """The OpenAPI description of a length rule (the rule itself is in ``app.rules``)."""
+    if minimum is None:
+        return {"maxLength": maximum}
+    return {"minLength": minimum, "maxLength": maximum}
 
 
 class InputSchema(Schema):
@@ -157,12 +152,19 @@ class StoreSchema(Schema):
     updated_at = UTCDateTimeField()
 
 
+_STORE_NAME = _lengths(rules.STORE_NAME_MAX, rules.NAME_MIN)
+_ITEM_NAME = _lengths(rules.NAME_MAX, rules.NAME_MIN)
+_SKU = _lengths(rules.SKU_MAX)
+_DESCRIPTION = _lengths(rules.DESCRIPTION_MAX)
+_QUANTITY = {"minimum": 0, "maximum": rules.QUANTITY_MAX}
+
+
 class StoreInputSchema(InputSchema):
-    name = TrimmedString(required=True, validate=validate.Length(min=1, max=80))
+    name = SafeString(rules.store_name, required=True, metadata=_STORE_NAME)
 
 
 class StorePatchSchema(InputSchema):
-    name = TrimmedString(validate=validate.Length(min=1, max=80))
+    name = SafeString(rules.store_name, metadata=_STORE_NAME)
 
 
 class ItemSchema(Schema):
@@ -177,7 +179,7 @@ class ItemSchema(Schema):
     updated_at = UTCDateTimeField()
 
 
-CENT = Decimal("0.01")
+CENT = rules.CENT
 
 
 def _text(value: Any) -> str | None:
@@ -217,19 +219,21 @@ def dump_item(item: Any) -> dict[str, Any]:
 class ItemInputSchema(InputSchema):
     """A whole item (POST, PUT): absent optional fields take their defaults."""
 
-    name = TrimmedString(required=True, validate=validate.Length(min=1, max=200))
+    name = SafeString(rules.item_name, required=True, metadata=_ITEM_NAME)
     price = PriceField(required=True)
-    quantity = IntegerField(load_default=0, validate=validate.Range(min=0, max=2**31 - 1))
-    sku = SafeString(load_default=None, allow_none=True, validate=validate.Length(max=64))
-    description = SafeString(load_default=None, allow_none=True, validate=validate.Length(max=2000))
+    quantity = IntegerField(rules.quantity, load_default=0, metadata=_QUANTITY)
+    sku = SafeString(rules.sku, load_default=None, allow_none=True, metadata=_SKU)
+    description = SafeString(
+        rules.description, load_default=None, allow_none=True, metadata=_DESCRIPTION
+    )
 
 
 class ItemPatchSchema(InputSchema):
-    name = TrimmedString(validate=validate.Length(min=1, max=200))
+    name = SafeString(rules.item_name, metadata=_ITEM_NAME)
     price = PriceField()
-    quantity = IntegerField(validate=validate.Range(min=0, max=2**31 - 1))
-    sku = SafeString(allow_none=True, validate=validate.Length(max=64))
-    description = SafeString(allow_none=True, validate=validate.Length(max=2000))
+    quantity = IntegerField(rules.quantity, metadata=_QUANTITY)
+    sku = SafeString(rules.sku, allow_none=True, metadata=_SKU)
+    description = SafeString(rules.description, allow_none=True, metadata=_DESCRIPTION)
 
 
 # --- lists ----------------------------------------------------------------------------

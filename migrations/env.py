@@ -93,10 +93,26 @@ def run_migrations_online():
     connectable = get_engine()
 
     with connectable.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # Batch mode rebuilds a table by copying it and dropping the old one; with
+            # foreign keys on, that drop would delete the rows referencing it (cascade).
+            # The pragma only takes effect outside a transaction, hence here.
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()  # SQLAlchemy's autobegun transaction, or Alembic would nest in it
         context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
 
-        with context.begin_transaction():
-            context.run_migrations()
+        try:
+            with context.begin_transaction():
+                context.run_migrations()
+                if sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+                    if broken:
+                        raise RuntimeError(f"migrations left broken references: {broken[:5]}")
+        finally:
+            if sqlite:
+                connection.commit()  # end any transaction the driver opened, then:
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")  # as the pool expects
 
 
 if context.is_offline_mode():

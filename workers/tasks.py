@@ -9,7 +9,8 @@ import logging
 import signal
 import threading
 
-from celery import shared_task
+from billiard.exceptions import WorkerLostError
+from celery import shared_task, signals
 
 from app.extensions import db
 from app.services import imports, jobs
@@ -24,7 +25,11 @@ def _on_sigterm(signum: int, frame: object) -> None:
     _stopping.set()
 
 
-@shared_task(name=jobs.TASK_NAME, ignore_result=True)
+# Not ``reject_on_worker_lost``: when the pool process running an import dies, Celery
+# acknowledges the message and sends ``task_failure`` in the main process, which records
+# how it died on the job (``_pool_process_died``) and re-sends it, or fails it the second
+# time. The message is still acknowledged late: a worker lost whole redelivers it.
+@shared_task(name=jobs.TASK_NAME, ignore_result=True, reject_on_worker_lost=False)
 def run_import(job_id: str) -> str:
     """Run (or resume from its checkpoint) one import job."""
     _stopping.clear()
@@ -36,7 +41,7 @@ def run_import(job_id: str) -> str:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-    if outcome == "released":
+    if outcome in ("released", "retry"):
         jobs.dispatch(job_id)  # for the next worker; the reaper would resend it anyway
     log.info("import job %s: %s", job_id, outcome)
     return outcome
@@ -56,3 +61,28 @@ def reap_jobs() -> int:
         # pool child forked later never inherits (and shares) a database socket.
         db.session.remove()
         db.engine.dispose()
+
+
+@shared_task(name="imports.died", ignore_result=True)
+def import_died(job_id: str, reason: str) -> str:
+    """Record that the process running an import died (called in the main process)."""
+    try:
+        outcome = jobs.record_failure(job_id, reason)
+        if outcome == "retry":
+            jobs.dispatch(job_id)
+        return outcome
+    finally:
+        db.session.remove()  # as reap_jobs: no database socket for a later fork
+        db.engine.dispose()
+
+
+@signals.task_failure.connect
+def _pool_process_died(sender=None, exception=None, args=None, **kwargs: object) -> None:
+    if getattr(sender, "name", None) != jobs.TASK_NAME or not args:
+        return
+    if not isinstance(exception, WorkerLostError):
+        return  # an exception inside the task: imports.run recorded it already
+    try:
+        import_died(str(args[0]), jobs.crash_reason(str(exception)))
+    except Exception:
+        log.exception("import job %s: its process died, and recording that failed", args[0])

@@ -1,8 +1,15 @@
-"""Set-based writes of an import chunk: which names exist, upsert, delete what is absent.
+"""Set-based writes of an import chunk: upsert (telling inserts from updates), which names
+exist (dry runs), delete what is absent.
 
-One statement per chunk, not one per row: ``INSERT ... ON CONFLICT (store_id, name) DO
-UPDATE`` on SQLite (executemany of one prepared statement) and, on PostgreSQL, ``COPY``
-into a temporary staging table followed by one ``INSERT ... SELECT ... ON CONFLICT``.
+A few statements per chunk, not one per row. PostgreSQL: ``COPY`` into a temporary
+staging table, then one ``INSERT ... SELECT ... ON CONFLICT`` whose ``RETURNING`` says
+which rows it inserted (``xmax = 0``) and which it updated. SQLite: one ``INSERT ...
+SELECT ... FROM json_each(?) ON CONFLICT DO NOTHING RETURNING name`` (the names it
+inserted), then an ``UPDATE`` of the others: SQLite lets one writer in at a time, and
+this transaction has been the writer since its insert, so the others existed.
+
+Counts come from what these statements did, never from a look beforehand: two imports
+racing on the same new names cannot both count one as created.
 Everything runs on the caller's connection, inside the caller's transaction.
 """
 
@@ -21,9 +28,15 @@ _SET = (
     "description = excluded.description, updated_at = excluded.updated_at"
 )
 
-_SQLITE_UPSERT = (
+_SQLITE_INSERT = (
     "INSERT INTO items (store_id, name, price, quantity, sku, description, created_at, "
-    "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (store_id, name) DO {action}"
+    "updated_at) SELECT ?, json_extract(value, '$[0]'), json_extract(value, '$[1]'), "
+    "json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'), "
+    "?, ? FROM json_each(?) WHERE true ON CONFLICT (store_id, name) DO NOTHING RETURNING name"
+)
+_SQLITE_UPDATE = (
+    "UPDATE items SET price = ?, quantity = ?, sku = ?, description = ?, updated_at = ? "
+    "WHERE store_id = ? AND name = ?"
 )
 _SQLITE_EXISTING = (
     "SELECT name FROM items WHERE store_id = ? AND name IN (SELECT value FROM json_each(?))"
@@ -32,11 +45,17 @@ _PG_STAGE = (
     "CREATE TEMPORARY TABLE IF NOT EXISTS import_stage (name text, price numeric(12, 2), "
     "quantity integer, sku text, description text) ON COMMIT DELETE ROWS"
 )
-_PG_UPSERT = (
+_PG_INSERT = (
     "INSERT INTO items (store_id, name, price, quantity, sku, description, created_at, "
     "updated_at) SELECT %s, name, price, quantity, sku, description, %s, %s "
     "FROM import_stage ON CONFLICT (store_id, name) DO {action}"
 )
+# An updated row carries this transaction's id in xmax; an inserted one has none.
+_PG_UPSERT = (
+    f"WITH written AS ({_PG_INSERT.format(action='UPDATE SET ' + _SET)} "
+    "RETURNING name, xmax = 0 AS inserted) SELECT name FROM written WHERE NOT inserted"
+)
+_PG_CREATE = _PG_INSERT.format(action="NOTHING") + " RETURNING name"
 # An anti-join: the staged names the store does NOT have. Its plan is always the staged
 # rows each probing the unique index (a semi-join could be turned around by the planner).
 _PG_ABSENT = (
@@ -54,21 +73,17 @@ def apply_chunk(
     create_only: bool,
     dry_run: bool,
 ) -> set[str]:
-    """Write a chunk's items (unless ``dry_run``); return the names the store already had.
+    """Write a chunk's items (unless ``dry_run``); return the names the store already had,
+    as the write found them (a dry run looks them up: it predicts, it writes nothing).
 
     ``create_only`` leaves existing names alone (the caller reports them).
     """
     if not items:
         return set()
     stage(conn, items)
-    existing = existing_names(conn, store_id, [item[0] for item in items])
-    if not dry_run:
-        upsert(conn, store_id, items, now, create_only=create_only)
-    return existing
-
-
-def _action(create_only: bool) -> str:
-    return "NOTHING" if create_only else f"UPDATE SET {_SET}"
+    if dry_run:
+        return existing_names(conn, store_id, [item[0] for item in items])
+    return upsert(conn, store_id, items, now, create_only=create_only)
 
 
 def stage(conn: Connection, items: Sequence[Item]) -> None:
@@ -111,23 +126,30 @@ def existing_names(conn: Connection, store_id: int, names: Sequence[str]) -> set
 
 def upsert(
     conn: Connection, store_id: int, items: Sequence[Item], now: datetime, *, create_only: bool
-) -> None:
+) -> set[str]:
     """Write the chunk into the store: insert new names, update existing ones (unless
-    ``create_only``, when existing names are left alone)."""
+    ``create_only``, when existing names are left alone). Returns the names that existed
+    (not inserted by this write). PostgreSQL: the chunk is staged already."""
     if not items:
-        return
+        return set()
     naive = now.replace(tzinfo=None)  # the schema stores naive UTC
+    names = {item[0] for item in items}
     if conn.dialect.name == "postgresql":
-        sql = _PG_UPSERT.format(action=_action(create_only))
-        conn.exec_driver_sql(sql, (store_id, naive, naive))
-        return
+        params = (store_id, naive, naive)
+        if create_only:
+            return names - {row[0] for row in conn.exec_driver_sql(_PG_CREATE, params)}
+        return {row[0] for row in conn.exec_driver_sql(_PG_UPSERT, params)}
     # SQLAlchemy's SQLite types store NUMERIC as REAL and DATETIME as this text form.
     stamp = naive.strftime("%Y-%m-%d %H:%M:%S.%f")
-    params = [
-        (store_id, name, float(price), quantity, sku, description, stamp, stamp)
-        for name, price, quantity, sku, description in items
-    ]
-    conn.exec_driver_sql(_SQLITE_UPSERT.format(action=_action(create_only)), params)
+    rows = orjson.dumps([(n, float(p), q, s, d) for n, p, q, s, d in items]).decode()
+    written = conn.exec_driver_sql(_SQLITE_INSERT, (store_id, stamp, stamp, rows))
+    existing = names - {row[0] for row in written}
+    if existing and not create_only:
+        conn.exec_driver_sql(
+            _SQLITE_UPDATE,
+            [(float(p), q, s, d, stamp, store_id, n) for n, p, q, s, d in items if n in existing],
+        )
+    return existing
 
 
 def store_items(conn: Connection, store_id: int, batch: int = 10000) -> Iterable[list[tuple]]:

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from app import signals
 from app.extensions import db
 from app.models import Item, Job, Store, User
+from app.rules import ITEM_FIELDS
 from app.services import jobs
 from app.services.errors import Conflict, Forbidden, NotFound
 from app.services.pagination import Page, SortKey, paginate
@@ -25,7 +26,6 @@ ITEM_SORTS: dict[str, SortKey] = {
     "price": SortKey((Item.price, Item.id)),
     "-price": SortKey((Item.price, Item.id), descending=True),
 }
-ITEM_FIELDS = ("name", "price", "quantity", "sku", "description")
 
 
 def store_changed(store_id: int) -> None:
@@ -100,15 +100,21 @@ def update_store(store: Store, *, user: User, changes: dict[str, Any]) -> Store:
 
 
 def delete_store(store: Store, *, user: User) -> None:
-    """Delete a store and its items."""
+    """Delete a store and its items. Its jobs outlive it (``store_id`` becomes NULL): an
+    unfinished one ends ``failed``, naming the deletion."""
     require_owner(store, user)
     store_id = store.id
+    # First wait for an import's chunk in flight (PostgreSQL: it holds a key-share lock
+    # on the store row until it commits); taking the job rows first would deadlock with
+    # that chunk's checkpoint.
+    db.session.execute(select(Store.id).where(Store.id == store_id).with_for_update())
     job_ids = tuple(db.session.scalars(select(Job.id).where(Job.store_id == store_id)))
+    jobs.end_for_deleted_store(store_id)
     # Explicit delete: SQLite enforces ON DELETE CASCADE only with foreign_keys=ON.
     db.session.execute(delete(Item).where(Item.store_id == store_id))
     db.session.delete(store)
     db.session.commit()
-    jobs.announce(*job_ids)  # the store's jobs went with it (cascade)
+    jobs.announce(*job_ids)  # ended, or their store_id is NULL now (ON DELETE SET NULL)
     store_changed(store_id)
 
 

@@ -22,7 +22,9 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from sqlalchemy import insert, select, update
+from sqlalchemy.exc import OperationalError
 
+from app import rules
 from app.config import Settings
 from app.extensions import db
 from app.models import Job, JobError, utcnow
@@ -42,7 +44,8 @@ class LeaseLost(Exception):
 
 def run(job_id: str, *, should_stop: Callable[[], bool] = lambda: False) -> str:
     """Claim and run (or resume) a job. Returns what happened: ``succeeded``, ``failed``,
-    ``cancelled``, ``released`` (warm shutdown), ``lost`` or ``skipped`` (not ours)."""
+    ``cancelled``, ``released`` (warm shutdown), ``retry`` (the attempt failed; queued
+    again, to be re-sent), ``lost`` or ``skipped`` (not ours)."""
     lease = jobs.claim(job_id)
     if lease is None:
         return "skipped"
@@ -53,8 +56,27 @@ def run(job_id: str, *, should_stop: Callable[[], bool] = lambda: False) -> str:
             return _Run(job_id, lease, conf).execute(should_stop)
         except LeaseLost:
             db.session.rollback()
-            log.warning("job %s: lease lost; another worker has it", job_id)
+            log.warning("job %s: lease lost; it was ended or another worker has it", job_id)
             return "lost"
+        except OperationalError:
+            # The database (gone, locked, a deadlock), not the job: the job keeps its
+            # attempts and the reaper gives it to a worker again once it is stale.
+            db.session.rollback()
+            raise
+        except Exception as exc:
+            db.session.rollback()
+            outcome = jobs.record_failure(job_id, jobs.failure_reason(exc), lease=lease)
+            # "lost": the job was ended meanwhile (its store deleted, say), which is
+            # what made this attempt fail; nothing to report.
+            lost = outcome == "lost"
+            log.log(
+                logging.INFO if lost else logging.ERROR,
+                "job %s: the attempt failed; %s",
+                job_id,
+                outcome,
+                exc_info=not lost,
+            )
+            return outcome
         except BaseException:
             db.session.rollback()
             raise
@@ -167,9 +189,11 @@ class _Run:
                     {
                         "job_id": self.job_id,
                         "row": e.row,
-                        "field": e.field[:64],
+                        # The refused value is shown, never stored as is: a NUL in
+                        # it would fail the chunk on PostgreSQL like the row did.
+                        "field": rules.printable(e.field[:64]),
                         "message": e.message[:300],
-                        "value": e.value,
+                        "value": None if e.value is None else rules.printable(e.value),
                     }
                     for e in errors
                 ],
@@ -185,6 +209,7 @@ class _Run:
                 failed=self.failed + failed_rows,
                 bytes_done=bytes_done,
                 heartbeat_at=now,
+                last_failure=None,  # progress: an earlier failure no longer repeats itself
             )
         )
         if checkpoint.rowcount != 1:
@@ -198,12 +223,13 @@ class _Run:
 
     def _boundary(self, should_stop: Callable[[], bool]) -> str | None:
         """Between chunks: a warm shutdown gives the job back; a cancel ends it."""
-        if should_stop():
-            jobs.release(self.job_id, self.lease)
-            return "released"
         cancel = db.session.scalar(select(Job.cancel_requested).where(Job.id == self.job_id))
         db.session.commit()
-        return self._finish("cancelled") if cancel else None
+        if cancel:
+            return self._finish("cancelled")
+        if should_stop():
+            return "released" if jobs.release(self.job_id, self.lease) else "cancelled"
+        return None
 
     def _finish(self, status: str, *, error: dict | None = None, seen: set[int] | None = None):
         conn = db.session.connection()

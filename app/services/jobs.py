@@ -10,6 +10,7 @@ another chunk for it.
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import threading
 import time
@@ -186,29 +187,76 @@ def iter_errors(job: Job, batch: int = 2000) -> Iterator[JobError]:
 
 
 def cancel(job: Job) -> Job:
-    """Cancel a queued job now, or ask a running one to stop at its next chunk boundary."""
+    """Cancel a job. Ended now when no worker holds it (queued, or running with no live
+    worker: its worker died); otherwise its worker stops at the next chunk boundary, and
+    if that worker dies instead, whoever finds the job stale ends it (reaper, claim)."""
     if job.status in TERMINAL:
         raise Conflict(f"Job {job.id} has already finished ({job.status}).")
     now = utcnow()
-    stopped = db.session.execute(
-        update(Job)
-        .where(Job.id == job.id, Job.status == "queued")
-        .values(status="cancelled", finished_at=now, total=Job.processed, lease=None)
-    ).rowcount
-    if stopped:
-        uploads.delete_upload(db.session, job.id)
-    else:
-        db.session.execute(
+    cutoff = now - timedelta(seconds=settings().job_stale_after)
+    for _ in range(3):  # the job may move between queued and running as we look
+        unheld = or_(
+            Job.status == "queued", and_(Job.status == "running", Job.heartbeat_at < cutoff)
+        )
+        ended = db.session.execute(
+            update(Job)
+            .where(Job.id == job.id, unheld)
+            .values(cancel_requested=True, **_ended("cancelled", now))
+        ).rowcount
+        if ended:
+            uploads.delete_upload(db.session, job.id)
+            break
+        flagged = db.session.execute(
             update(Job)
             .where(Job.id == job.id, Job.status == "running")
             .values(cancel_requested=True)
-        )
+        ).rowcount
+        if flagged or db.session.get(Job, job.id, populate_existing=True).status in TERMINAL:
+            break
     db.session.commit()
     announce(job.id)
     db.session.refresh(job)
     if job.status in ("succeeded", "failed"):
         raise Conflict(f"Job {job.id} has already finished ({job.status}).")
     return job
+
+
+def _ended(status: str, now: datetime, error: dict | None = None) -> dict[str, Any]:
+    """The values that end a job: finished now, held by no one, its count final."""
+    values: dict[str, Any] = {
+        "status": status,
+        "finished_at": now,
+        "heartbeat_at": now,
+        "lease": None,
+        "total": Job.processed,
+    }
+    if error is not None:
+        values["error"] = error
+    return values
+
+
+def end_for_deleted_store(store_id: int) -> None:
+    """In the caller's transaction, before its store is deleted: the store's unfinished
+    jobs end ``failed`` now. A worker holding one loses its lease, so it stops at its next
+    chunk without writing (that chunk could only fail: its store is gone)."""
+    error = file_problem(
+        f"Store {store_id} was deleted before the import finished; the rows applied "
+        "until then went with it.",
+        title="Store deleted",
+        status=410,
+    )
+    ids = list(
+        db.session.scalars(select(Job.id).where(Job.store_id == store_id, Job.status.in_(ACTIVE)))
+    )
+    if not ids:
+        return
+    db.session.execute(
+        update(Job)
+        .where(Job.id.in_(ids), Job.status.in_(ACTIVE))
+        .values(**_ended("failed", utcnow(), error))
+    )
+    for job_id in ids:
+        uploads.delete_upload(db.session, job_id)
 
 
 # --- worker side ----------------------------------------------------------------------
@@ -225,7 +273,12 @@ def claim(job_id: str) -> str | None:
             Job.id == job_id,
             or_(
                 Job.status == "queued",
-                and_(Job.status == "running", Job.heartbeat_at < cutoff),
+                # A cancelled orphan is ended by the reaper, never run again.
+                and_(
+                    Job.status == "running",
+                    Job.heartbeat_at < cutoff,
+                    Job.cancel_requested.is_(False),
+                ),
             ),
         )
         .values(
@@ -244,21 +297,97 @@ def claim(job_id: str) -> str | None:
 
 
 def release(job_id: str, lease: str) -> bool:
-    """Give a job back (warm shutdown): queued again, this attempt not counted."""
+    """Give a job back (warm shutdown): queued again, this attempt not counted; or, if
+    a cancel arrived meanwhile, ended ``cancelled``."""
+    now = utcnow()
+    held = (Job.id == job_id, Job.lease == lease, Job.status == "running")
+    cancelled = db.session.execute(
+        update(Job).where(*held, Job.cancel_requested.is_(True)).values(**_ended("cancelled", now))
+    ).rowcount
+    if cancelled:
+        uploads.delete_upload(db.session, job_id)
     released = db.session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.lease == lease, Job.status == "running")
-        .values(
-            status="queued",
-            lease=None,
-            attempts=Job.attempts - 1,
-            heartbeat_at=utcnow(),
-        )
+        .where(*held)
+        .values(status="queued", lease=None, attempts=Job.attempts - 1, heartbeat_at=now)
     ).rowcount
     db.session.commit()
-    if released:
+    if released or cancelled:
         announce(job_id)
     return released == 1
+
+
+# Why an attempt failed, as recorded: long enough to tell failures apart, short enough
+# to show.
+REASON_CHARS = 500
+_WORKER_LOST = re.compile(r"exited prematurely: (.+?)(?: Job: \d+)?\.?$")
+
+
+def failure_reason(exc: BaseException) -> str:
+    """An exception as the reason a job's attempt failed: the driver's own error for a
+    database error (SQLAlchemy's text carries the statement and its parameters)."""
+    orig = getattr(exc, "orig", None)
+    cause = orig if isinstance(orig, BaseException) else exc
+    text = " ".join(str(cause).split())
+    return f"{type(cause).__name__}: {text}"[:REASON_CHARS]
+
+
+def crash_reason(worker_lost: str) -> str:
+    """Celery's ``WorkerLostError`` text as the reason (without its varying job number)."""
+    found = _WORKER_LOST.search(worker_lost)
+    how = found.group(1) if found else worker_lost
+    return f"The worker process running the import died ({how})."[:REASON_CHARS]
+
+
+def record_failure(job_id: str, reason: str, *, lease: str | None = None) -> str:
+    """An attempt at a running job failed with ``reason`` (it raised, or its worker
+    process died, seen by the worker's main process): the job is no longer held.
+
+    The same reason twice in a row (no chunk committed in between) is a poison job: it
+    ends ``failed`` with that reason now, not after ``JOB_MAX_ATTEMPTS`` stale timeouts;
+    so does any failure once the job has had ``JOB_MAX_ATTEMPTS`` claims. Otherwise the
+    job is queued again at once (returns ``retry``: the caller re-sends it). A job with
+    a cancel requested is ended ``cancelled``. Returns ``lost`` when the job is not (or
+    no longer) running under ``lease``.
+    """
+    conf = settings()
+    now = utcnow()
+    row = db.session.execute(
+        select(Job.lease, Job.last_failure, Job.attempts, Job.cancel_requested).where(
+            Job.id == job_id, Job.status == "running"
+        )
+    ).first()
+    if row is None or (lease is not None and row.lease != lease):
+        db.session.commit()
+        return "lost"
+    if row.cancel_requested:
+        outcome, values = "cancelled", _ended("cancelled", now)
+    elif row.last_failure == reason or row.attempts >= conf.job_max_attempts:
+        why = "twice in a row" if row.last_failure == reason else f"{row.attempts} times"
+        error = file_problem(
+            f"The import failed {why}, so it was stopped. {reason}",
+            title="Import failed",
+            status=500,
+        )
+        outcome, values = "failed", _ended("failed", now, error)
+    else:
+        outcome = "retry"
+        values = {"status": "queued", "lease": None, "heartbeat_at": now}
+    values["last_failure"] = reason
+    done = db.session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == "running", Job.lease == row.lease)
+        .values(**values)
+    ).rowcount
+    if not done:
+        db.session.commit()
+        return "lost"
+    if outcome != "retry":
+        uploads.delete_upload(db.session, job_id)
+    db.session.commit()
+    announce(job_id)
+    log.warning("job %s: attempt failed (%s); %s", job_id, reason, outcome)
+    return outcome
 
 
 def file_problem(detail: str, title: str = "Unprocessable file", status: int = 422) -> dict:
@@ -277,15 +406,23 @@ def reap() -> list[str]:
     now = utcnow()
     cutoff = now - timedelta(seconds=conf.job_stale_after)
     stale = db.session.execute(
-        select(Job.id, Job.status, Job.attempts)
+        select(Job.id, Job.status, Job.attempts, Job.cancel_requested)
         .where(Job.status.in_(ACTIVE), Job.heartbeat_at < cutoff)
         .order_by(Job.heartbeat_at)
         .limit(200)
     ).all()
     resend: list[str] = []
     changed: list[str] = []
-    for job_id, status, attempts in stale:
+    for job_id, status, attempts, cancel_requested in stale:
         still_stale = (Job.id == job_id, Job.status == status, Job.heartbeat_at < cutoff)
+        if cancel_requested:  # its worker died before it could stop: stopped now
+            if db.session.execute(
+                update(Job).where(*still_stale).values(**_ended("cancelled", now))
+            ).rowcount:
+                changed.append(job_id)
+                uploads.delete_upload(db.session, job_id)
+                log.info("job %s was cancelled while no worker held it; cancelled", job_id)
+            continue
         if status == "running" and attempts >= conf.job_max_attempts:
             error = file_problem(
                 f"The import was interrupted {attempts} times without finishing; it was given up.",
@@ -293,11 +430,7 @@ def reap() -> list[str]:
                 status=500,
             )
             done = db.session.execute(
-                update(Job)
-                .where(*still_stale)
-                .values(
-                    status="failed", error=error, finished_at=now, total=Job.processed, lease=None
-                )
+                update(Job).where(*still_stale).values(**_ended("failed", now, error))
             ).rowcount
             if done:
                 changed.append(job_id)

@@ -2,7 +2,7 @@
 
 Parsers yield plain dicts (one per data row) from a text stream and never hold the
 whole file. Validation is plain Python (no marshmallow per row): it must keep up
-with the database. Its rules are ``ItemInputSchema``'s.
+with the database. Its rules are ``app.rules``, which ``ItemInputSchema`` uses too.
 """
 
 from __future__ import annotations
@@ -12,19 +12,17 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from typing import Any, TextIO
 
 import orjson
 
-ITEM_FIELDS = ("name", "price", "quantity", "sku", "description")
+from app import rules
+from app.rules import ITEM_FIELDS
+
 # What the API's own representations carry but an import may not set: ignored, so an
 # exported file can be imported again (as the JSON API ignores them in bodies).
 READ_ONLY = frozenset({"id", "store_id", "owner", "item_count", "created_at", "updated_at"})
 REQUIRED = ("name", "price")
-MAX_PRICE = Decimal("9999999999.99")
-MAX_QUANTITY = 2**31 - 1
-CENT = Decimal("0.01")
 VALUE_LIMIT = 200
 FORMATS = ("csv", "json", "ndjson")
 
@@ -33,8 +31,9 @@ ITEM_FIELD_SET = frozenset(ITEM_FIELDS)
 # sku, description.
 Item = tuple[str, str, int, str | None, str | None]
 # What nearly every row of a real file looks like: checked by two regexes, no Decimal.
-_PLAIN_PRICE = re.compile(r"\d{1,10}(?:\.\d{1,2})?")
-_PLAIN_QUANTITY = re.compile(r"\d{1,9}")
+# ASCII digits only: the price string goes to the database as written.
+_PLAIN_PRICE = re.compile(r"[0-9]{1,10}(?:\.[0-9]{1,2})?")
+_PLAIN_QUANTITY = re.compile(r"[0-9]{1,9}")
 
 
 class FileError(Exception):
@@ -165,6 +164,7 @@ def _json_array(text: TextIO) -> Iterator[Any]:
     pos += 1
     expect_value = True
     first = True
+    count = 0  # elements read
     while True:
         ch = skip_ws()
         if ch == "":
@@ -188,33 +188,71 @@ def _json_array(text: TextIO) -> Iterator[Any]:
             except json.JSONDecodeError as exc:
                 if eof:
                     raise FileError(f"Malformed JSON: {exc.msg}.") from exc
+            except RecursionError:
+                # Items are flat objects; a file of nothing but "[" must not take the
+                # worker down (the C scanner recurses once per level).
+                raise FileError(
+                    f"The JSON nests arrays or objects {1 + _depth(buf, pos)} levels deep "
+                    f"(element {count + 1} of the array); an item is an object of plain "
+                    "values."
+                ) from None
             if len(buf) - pos > _MAX_ELEMENT:
                 raise FileError("A JSON array element is larger than 16 MiB.")
             fill()
         pos = end
         first, expect_value = False, False
+        count += 1
         yield value
     if skip_ws() != "":
         raise FileError("Unexpected content after the JSON array.")
+
+
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _depth(text: str, pos: int) -> int:
+    """How deep the JSON value starting at ``pos`` nests (as far as ``text`` goes)."""
+    depth = deepest = 0
+    for match in _TOKEN.finditer(text, pos):
+        token = match.group()
+        if token in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token in "]}":
+            depth -= 1
+            if depth == 0:
+                break
+    return deepest
 
 
 # --- validation -----------------------------------------------------------------------
 
 
 def _clip(value: Any) -> str | None:
+    """``value`` as a row error shows it, cut to ``VALUE_LIMIT`` characters."""
     if value is None:
         return None
-    text = value if isinstance(value, str) else orjson.dumps(value).decode()
+    if isinstance(value, str):
+        text = value
+    else:
+        try:
+            text = orjson.dumps(value).decode()
+        except orjson.JSONEncodeError:  # nested deeper than orjson writes
+            text = f"(a {type(value).__name__} nested too deeply to show)"
     return text if len(text) <= VALUE_LIMIT else text[: VALUE_LIMIT - 1] + "…"
+
+
+def _absent(raw: Any) -> bool:
+    # A CSV cell cannot tell "no value" from "empty": in an import both mean absent.
+    return raw is None or raw == ""
 
 
 def valid_name(raw: Any) -> str | None:
     """The item name a row gives, if it is a usable one (duplicates are keyed on it)."""
-    if isinstance(raw, str):
-        name = raw.strip()
-        if 0 < len(name) <= 200:
-            return name
-    return None
+    try:
+        return rules.item_name(raw)
+    except rules.Broken:
+        return None
 
 
 def validate(row: int, data: Any) -> tuple[Item | None, str | None, list[RowError]]:
@@ -226,29 +264,37 @@ def validate(row: int, data: Any) -> tuple[Item | None, str | None, list[RowErro
 
 
 def check_fields(row: int, data: Any) -> tuple[Item | None, str | None, list[RowError]]:
-    """The full check, field by field, naming every problem (the slow path)."""
+    """The full check, field by field with ``app.rules``, naming every problem (the slow
+    path)."""
     if not isinstance(data, dict):
         return None, None, [RowError(row, "row", "Each row must be an object.", _clip(data))]
     errors: list[RowError] = []
     for key in data:
-        if key not in ITEM_FIELDS and key not in READ_ONLY:
+        if key not in ITEM_FIELD_SET and key not in READ_ONLY:
             errors.append(RowError(row, str(key), "Unknown field.", _clip(data[key])))
-    raw_name = data.get("name")
-    name = valid_name(raw_name)
-    if name is None:
-        errors.append(_name_error(row, raw_name))
-    price = _price(row, data.get("price"), errors)
-    quantity = _quantity(row, data.get("quantity"), errors)
-    sku = _text(row, "sku", data.get("sku"), 64, errors)
-    description = _text(row, "description", data.get("description"), 2000, errors)
+    values: dict[str, Any] = {}
+    for field, rule in rules.ITEM_RULES.items():
+        raw = data.get(field)
+        if _absent(raw):
+            if field in REQUIRED:
+                errors.append(RowError(row, field, "Missing data for required field.", _clip(raw)))
+            values[field] = 0 if field == "quantity" else None
+            continue
+        try:
+            values[field] = rule(raw)
+        except rules.Broken as exc:
+            errors.append(RowError(row, field, exc.message, _clip(raw)))
+            values[field] = None
+    name = values["name"]
     if errors:
         return None, name, errors
-    return (name, str(price), quantity, sku, description), name, errors  # type: ignore[return-value]
+    item = (name, str(values["price"]), values["quantity"], values["sku"], values["description"])
+    return item, name, errors
 
 
 def _plain(data: Any) -> Item | None:
     """The fast path: a row that is plainly valid, or ``None`` to check it field by field
-    (which finds the same verdict for any row this accepts)."""
+    (which finds the same verdict for any row this accepts; tests/test_rules.py)."""
     if type(data) is not dict or not data.keys() <= ITEM_FIELD_SET:
         return None
     name, price = data.get("name"), data.get("price")
@@ -256,7 +302,7 @@ def _plain(data: Any) -> Item | None:
         return None
     name = name.strip()
     price = str(price)
-    if not name or len(name) > 200 or not _PLAIN_PRICE.fullmatch(price):
+    if not name or len(name) > rules.NAME_MAX or not _PLAIN_PRICE.fullmatch(price):
         return None
     quantity = data.get("quantity")
     if quantity is None or quantity == "":
@@ -266,79 +312,15 @@ def _plain(data: Any) -> Item | None:
     elif type(quantity) is not int or not 0 <= quantity < 10**9:
         return None
     sku, description = data.get("sku"), data.get("description")
-    if sku is not None and (type(sku) is not str or len(sku) > 64):
+    if sku is not None and (type(sku) is not str or len(sku) > rules.SKU_MAX):
         return None
-    if description is not None and (type(description) is not str or len(description) > 2000):
+    if description is not None and (
+        type(description) is not str or len(description) > rules.DESCRIPTION_MAX
+    ):
+        return None
+    if not rules.storable(name) or not (sku is None or rules.storable(sku)):
+        return None
+    if description is not None and not rules.storable(description):
         return None
     sku, description = sku or None, description or None  # an empty CSV cell is no value
     return name, price, quantity, sku, description
-
-
-def _name_error(row: int, raw: Any) -> RowError:
-    if raw is None or (isinstance(raw, str) and not raw.strip()):
-        return RowError(row, "name", "Missing data for required field.", _clip(raw))
-    if not isinstance(raw, str):
-        return RowError(row, "name", "Not a valid string.", _clip(raw))
-    return RowError(row, "name", "Length must be between 1 and 200.", _clip(raw))
-
-
-def _price(row: int, raw: Any, errors: list[RowError]) -> Decimal | None:
-    if raw is None or raw == "":
-        errors.append(RowError(row, "price", "Missing data for required field.", _clip(raw)))
-        return None
-    if isinstance(raw, bool) or not isinstance(raw, str | int | float):
-        errors.append(RowError(row, "price", "Not a valid number.", _clip(raw)))
-        return None
-    try:
-        number = Decimal(raw.strip() if isinstance(raw, str) else str(raw))
-    except InvalidOperation:
-        errors.append(RowError(row, "price", "Not a valid number.", _clip(raw)))
-        return None
-    if not number.is_finite():
-        message = "Not a valid number."
-    elif number < 0:
-        message = "Must be greater than or equal to 0."
-    elif number > MAX_PRICE:
-        message = f"Must be less than or equal to {MAX_PRICE}."
-    elif number.as_tuple().exponent < -2 and number != number.quantize(CENT):  # type: ignore[operator]
-        message = "Must have at most 2 decimal places."
-    else:
-        return number.quantize(CENT)
-    errors.append(RowError(row, "price", message, _clip(raw)))
-    return None
-
-
-def _quantity(row: int, raw: Any, errors: list[RowError]) -> int:
-    if raw is None or raw == "":
-        return 0
-    value: int | None = None
-    if isinstance(raw, int) and not isinstance(raw, bool):
-        value = raw
-    elif _whole(raw):
-        value = int(raw)
-    if value is None:
-        errors.append(RowError(row, "quantity", "Not a valid integer.", _clip(raw)))
-        return 0
-    if not 0 <= value <= MAX_QUANTITY:
-        errors.append(
-            RowError(row, "quantity", f"Must be between 0 and {MAX_QUANTITY}.", _clip(raw))
-        )
-    return value
-
-
-def _whole(raw: Any) -> bool:
-    """A float without a fraction, or a string of digits (with an optional sign)."""
-    if isinstance(raw, float):
-        return raw.is_integer()
-    return isinstance(raw, str) and raw.strip().lstrip("+-").isdigit()
-
-
-def _text(row: int, field: str, raw: Any, limit: int, errors: list[RowError]) -> str | None:
-    if raw is None or raw == "":
-        return None
-    if not isinstance(raw, str):
-        errors.append(RowError(row, field, "Not a valid string.", _clip(raw)))
-        return None
-    if len(raw) > limit:
-        errors.append(RowError(row, field, f"Longer than maximum length {limit}.", _clip(raw)))
-    return raw
