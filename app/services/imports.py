@@ -86,8 +86,12 @@ class _Run:
     def __init__(self, job_id: str, lease: str, conf: Settings) -> None:
         job = db.session.get(Job, job_id)
         assert job is not None
+        if job.store_id is None:  # its store was deleted, which ended the job
+            db.session.commit()
+            raise LeaseLost
         self.job_id, self.lease = job_id, lease
-        self.store_id, self.mode, self.dry_run = job.store_id, job.mode, job.dry_run
+        self.store_id: int = job.store_id
+        self.mode, self.dry_run = job.mode, job.dry_run
         self.file_format = job.file_format
         self.done = job.processed  # rows committed: the checkpoint
         self.resume_after = job.processed  # where this run starts (fixed; read by the parser)

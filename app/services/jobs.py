@@ -211,7 +211,7 @@ def cancel(job: Job) -> Job:
             .where(Job.id == job.id, Job.status == "running")
             .values(cancel_requested=True)
         ).rowcount
-        if flagged or db.session.get(Job, job.id, populate_existing=True).status in TERMINAL:
+        if flagged or db.session.scalar(select(Job.status).where(Job.id == job.id)) in TERMINAL:
             break
     db.session.commit()
     announce(job.id)
