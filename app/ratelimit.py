@@ -94,6 +94,23 @@ def current_window() -> Window | None:
 
 # --- the fast path's counters ------------------------------------------------------------
 
+# The fast paths' counting, the start of their one-round-trip scripts: a fixed window kept
+# exactly as limits' incr_expire.lua keeps it (INCR; EXPIRE on the window's first hit), so
+# Flask-Limiter reads and enforces the same budget; it stops at the first spent limit, as
+# Flask-Limiter's fail-on-first-breach does, answering {counts, -1}. KEYS[3..] are the
+# counters, ARGV[3..] their (amount, window seconds) pairs; `counts` is {count, ttl} per
+# counter evaluated. KEYS[1..2] and ARGV[1..2] are the script's own.
+COUNT_LUA = """
+local counts = {}
+for i = 3, #KEYS do
+  local count = redis.call('INCR', KEYS[i])
+  if count == 1 then redis.call('EXPIRE', KEYS[i], ARGV[2 * i - 2]) end
+  counts[#counts + 1] = count
+  counts[#counts + 1] = redis.call('TTL', KEYS[i])
+  if count > tonumber(ARGV[2 * i - 3]) then return {counts, -1} end
+end
+"""
+
 
 @dataclass(frozen=True)
 class Plan:

@@ -34,6 +34,7 @@ from flask import Flask
 from flask_caching.backends.rediscache import RedisCache
 from redis.commands.core import Script
 
+from app import ratelimit
 from app.caching.keys import GLOBAL_GEN, store_gen_key
 from app.extensions import redis_client
 
@@ -49,8 +50,7 @@ NOT_STORED = frozenset(
 # One round trip for a read: the rate-limit counters, then the entry and its generation.
 # KEYS: entry, snapshot generation, then one counter per rate limit (Flask-Limiter's order).
 # ARGV: If-None-Match ("" if none), fresh token, then amount and window seconds per counter.
-# A counter is fixed-window exactly as limits' incr_expire.lua keeps it (INCR; EXPIRE on
-# the window's first hit), so Flask-Limiter reads and enforces the same budget. Replies:
+# The counters are ``ratelimit.COUNT_LUA``'s (the same budget Flask-Limiter enforces). Replies:
 #   {counts, -1}                      a limit is spent (counting stops there, as Flask-
 #                                     Limiter's fail-on-first-breach does); no entry read
 #   {counts, 0, token}                miss: the snapshot generation's token (created as
@@ -58,15 +58,9 @@ NOT_STORED = frozenset(
 #   {counts, 1, headers, etag, body}  hit
 #   {counts, 2, headers, etag}        hit, and If-None-Match names its ETag (304)
 # where counts is {count, ttl} per counter evaluated.
-LOOKUP_SCRIPT = """
-local counts = {}
-for i = 3, #KEYS do
-  local count = redis.call('INCR', KEYS[i])
-  if count == 1 then redis.call('EXPIRE', KEYS[i], ARGV[2 * i - 2]) end
-  counts[#counts + 1] = count
-  counts[#counts + 1] = redis.call('TTL', KEYS[i])
-  if count > tonumber(ARGV[2 * i - 3]) then return {counts, -1} end
-end
+LOOKUP_SCRIPT = (
+    ratelimit.COUNT_LUA
+    + """
 local e = redis.call('HMGET', KEYS[1], 'd', 'g', 'h', 'e')
 if not e[1] or redis.call('GET', e[1]) ~= e[2] then
   local g = redis.call('GET', KEYS[2])
@@ -79,6 +73,7 @@ if inm ~= '' and (inm == '*' or string.find(inm, e[4], 1, true)) then
 end
 return {counts, 1, e[3], e[4], redis.call('HGET', KEYS[1], 'b')}
 """
+)
 # KEYS: entry, snapshot generation, dependency generation (the entry's validity).
 # ARGV: snapshot token, ttl, headers, etag, body, fresh token. Stores only if the
 # snapshot still holds; a missing dependency generation starts as a fresh token (no

@@ -24,7 +24,7 @@ import orjson
 import redis
 from flask import Flask
 
-from app import signals
+from app import ratelimit, signals
 from app.extensions import db, redis_client
 from app.models import Job
 from app.services import jobs
@@ -53,24 +53,18 @@ return 1
 )
 
 
-# One round trip for a poll: the rate-limit counters (as the read cache's lookup keeps
-# them: fixed window, INCR then EXPIRE on the window's first hit, stopping at the first
-# spent limit), the session's blocklist fields, and the job's state.
+# One round trip for a poll: the rate-limit counters (``ratelimit.COUNT_LUA``), the
+# session's blocklist fields, and the job's state.
 # KEYS: blocklist, state, then one counter per limit. ARGV: sid, loaded-field name, then
 # amount and window seconds per counter. Reply: {counts, -1} when a limit is spent, else
 # {counts, {loaded, until}, {user, etag, body, finished}}.
-_POLL = """
-local counts = {}
-for i = 3, #KEYS do
-  local count = redis.call('INCR', KEYS[i])
-  if count == 1 then redis.call('EXPIRE', KEYS[i], ARGV[2 * i - 2]) end
-  counts[#counts + 1] = count
-  counts[#counts + 1] = redis.call('TTL', KEYS[i])
-  if count > tonumber(ARGV[2 * i - 3]) then return {counts, -1} end
-end
+_POLL = (
+    ratelimit.COUNT_LUA
+    + """
 return {counts, redis.call('HMGET', KEYS[1], ARGV[2], ARGV[1]),
         redis.call('HMGET', KEYS[2], 'user', 'etag', 'body', 'finished')}
 """
+)
 
 
 @dataclass(frozen=True)

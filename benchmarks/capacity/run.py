@@ -22,7 +22,6 @@ import multiprocessing
 import os
 import platform
 import resource
-import runpy
 import statistics
 import subprocess
 import sys
@@ -40,7 +39,7 @@ from benchmarks.capacity import load, wake
 from benchmarks.capacity.http import Connection
 from benchmarks.imports.run import ensure_pg_database, prepare_database, write_csv
 from benchmarks.reads import loadgen
-from benchmarks.reads.run import seed
+from benchmarks.reads.run import gunicorn_settings, seed
 from tests.services import BIN, Process, RedisServer, service_env, start_web, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,20 +72,6 @@ def raise_open_files(needed: int) -> dict[str, int]:
     if soft != resource.RLIM_INFINITY and soft < needed:
         raise SystemExit(f"open file limit {soft} < {needed} needed (hard limit {hard})")
     return {"soft": soft, "hard": hard, "needed": needed}
-
-
-def gunicorn_settings(env: dict[str, str]) -> dict[str, Any]:
-    """What the service's ``gunicorn.conf.py`` says under this environment (read now, not
-    copied: the configuration may change between runs)."""
-    saved = dict(os.environ)
-    os.environ.update(env)
-    try:
-        conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    keys = ("workers", "worker_class", "threads", "worker_connections", "timeout", "keepalive")
-    return {k: conf[k] for k in keys if k in conf}
 
 
 class Sampler:
