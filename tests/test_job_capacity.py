@@ -46,6 +46,18 @@ def head(method: str, path: str, account, **headers: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def partial_upload(base: str, account, store_id: int) -> socket.socket:
+    """An import whose body announces 5000 bytes and sends its first 17 only."""
+    announced = head(
+        "POST",
+        f"/v1/stores/{store_id}/imports",
+        account.access_token,
+        Content_Type="text/csv",
+        Content_Length="5000",
+    )
+    return raw_request(base, announced, b"name,price\nTea,1\n")
+
+
 def read_response(sock: socket.socket, timeout: float) -> bytes:
     sock.settimeout(timeout)
     data = b""
@@ -154,17 +166,7 @@ def test_many_followers_and_slow_uploads_leave_every_endpoint_answering(
 def test_a_body_that_stops_arriving_is_cut_off_with_408(live_server, alice, store):
     base = live_server(workers=1, BODY_TIMEOUT="1", **OPEN)
     started = time.monotonic()
-    sock = raw_request(
-        base,
-        head(
-            "POST",
-            f"/v1/stores/{store['id']}/imports",
-            alice.access_token,
-            Content_Type="text/csv",
-            Content_Length="5000",
-        ),
-        b"name,price\nTea,1\n",
-    )
+    sock = partial_upload(base, alice, store["id"])
     status, headers, body = parse(read_response(sock, timeout=10))
     elapsed = time.monotonic() - started
     assert status == 408 and headers["content-type"] == "application/problem+json"
@@ -228,17 +230,7 @@ def test_a_stopping_worker_answers_its_long_polls_at_once(live_server, alice, st
 
 def test_an_upload_cut_short_by_the_client_records_nothing(live_server, alice, store):
     base = live_server(workers=1, **OPEN)
-    sock = raw_request(
-        base,
-        head(
-            "POST",
-            f"/v1/stores/{store['id']}/imports",
-            alice.access_token,
-            Content_Type="text/csv",
-            Content_Length="5000",
-        ),
-        b"name,price\nTea,1\n",
-    )
+    sock = partial_upload(base, alice, store["id"])
     time.sleep(0.3)
     sock.close()  # gone before the body's end: the file is not the one announced
     time.sleep(0.5)

@@ -241,16 +241,7 @@ class _Run:
         deleted = 0
         if status == "succeeded" and self.mode == "replace" and seen is not None:
             deleted = self._delete_absent(conn, seen)
-        values: dict[str, Any] = {
-            "status": status,
-            "finished_at": now,
-            "heartbeat_at": now,
-            "lease": None,
-            "total": Job.processed,
-            "deleted": deleted,
-        }
-        if error is not None:
-            values["error"] = error
+        values = {**jobs.ended_values(status, now, error), "deleted": deleted}
         finished = conn.execute(
             update(Job)
             .where(Job.id == self.job_id, Job.lease == self.lease, Job.status == "running")

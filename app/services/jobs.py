@@ -201,7 +201,7 @@ def cancel(job: Job) -> Job:
         ended = db.session.execute(
             update(Job)
             .where(Job.id == job.id, unheld)
-            .values(cancel_requested=True, **_ended("cancelled", now))
+            .values(cancel_requested=True, **ended_values("cancelled", now))
         ).rowcount
         if ended:
             uploads.delete_upload(db.session, job.id)
@@ -221,8 +221,9 @@ def cancel(job: Job) -> Job:
     return job
 
 
-def _ended(status: str, now: datetime, error: dict | None = None) -> dict[str, Any]:
-    """The values that end a job: finished now, held by no one, its count final."""
+def ended_values(status: str, now: datetime, error: dict | None = None) -> dict[str, Any]:
+    """The values that end a job: finished now, held by no one, its count final (every
+    path that ends a job writes these: cancel, reap, fail, the import's own finish)."""
     values: dict[str, Any] = {
         "status": status,
         "finished_at": now,
@@ -253,7 +254,7 @@ def end_for_deleted_store(store_id: int) -> None:
     db.session.execute(
         update(Job)
         .where(Job.id.in_(ids), Job.status.in_(ACTIVE))
-        .values(**_ended("failed", utcnow(), error))
+        .values(**ended_values("failed", utcnow(), error))
     )
     for job_id in ids:
         uploads.delete_upload(db.session, job_id)
@@ -302,7 +303,9 @@ def release(job_id: str, lease: str) -> bool:
     now = utcnow()
     held = (Job.id == job_id, Job.lease == lease, Job.status == "running")
     cancelled = db.session.execute(
-        update(Job).where(*held, Job.cancel_requested.is_(True)).values(**_ended("cancelled", now))
+        update(Job)
+        .where(*held, Job.cancel_requested.is_(True))
+        .values(**ended_values("cancelled", now))
     ).rowcount
     if cancelled:
         uploads.delete_upload(db.session, job_id)
@@ -361,7 +364,7 @@ def record_failure(job_id: str, reason: str, *, lease: str | None = None) -> str
         db.session.commit()
         return "lost"
     if row.cancel_requested:
-        outcome, values = "cancelled", _ended("cancelled", now)
+        outcome, values = "cancelled", ended_values("cancelled", now)
     elif row.last_failure == reason or row.attempts >= conf.job_max_attempts:
         why = "twice in a row" if row.last_failure == reason else f"{row.attempts} times"
         error = file_problem(
@@ -369,7 +372,7 @@ def record_failure(job_id: str, reason: str, *, lease: str | None = None) -> str
             title="Import failed",
             status=500,
         )
-        outcome, values = "failed", _ended("failed", now, error)
+        outcome, values = "failed", ended_values("failed", now, error)
     else:
         outcome = "retry"
         values = {"status": "queued", "lease": None, "heartbeat_at": now}
@@ -417,7 +420,7 @@ def reap() -> list[str]:
         still_stale = (Job.id == job_id, Job.status == status, Job.heartbeat_at < cutoff)
         if cancel_requested:  # its worker died before it could stop: stopped now
             if db.session.execute(
-                update(Job).where(*still_stale).values(**_ended("cancelled", now))
+                update(Job).where(*still_stale).values(**ended_values("cancelled", now))
             ).rowcount:
                 changed.append(job_id)
                 uploads.delete_upload(db.session, job_id)
@@ -430,7 +433,7 @@ def reap() -> list[str]:
                 status=500,
             )
             done = db.session.execute(
-                update(Job).where(*still_stale).values(**_ended("failed", now, error))
+                update(Job).where(*still_stale).values(**ended_values("failed", now, error))
             ).rowcount
             if done:
                 changed.append(job_id)
