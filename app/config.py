@@ -67,7 +67,8 @@ class Settings:
     job_max_attempts: int = 5
     job_retention_days: int = 7
     job_events_seconds: int = 300
-    import_chunk_rows: int = 5000
+    import_chunk_rows: int = 100_000
+    import_batch_rows: int = 0  # 0: the database's own default (app.services.apply)
     access_token_minutes: int = 15
     refresh_token_days: int = 30
     log_level: str = "INFO"
@@ -100,7 +101,8 @@ class Settings:
             job_max_attempts=_int(env, "JOB_MAX_ATTEMPTS", 5),
             job_retention_days=_int(env, "JOB_RETENTION_DAYS", 7),
             job_events_seconds=_int(env, "JOB_EVENTS_SECONDS", cls.job_events_seconds),
-            import_chunk_rows=_int(env, "IMPORT_CHUNK_ROWS", 5000),
+            import_chunk_rows=_int(env, "IMPORT_CHUNK_ROWS", cls.import_chunk_rows),
+            import_batch_rows=_int(env, "IMPORT_BATCH_ROWS", cls.import_batch_rows),
             access_token_minutes=_int(env, "ACCESS_TOKEN_MINUTES", 15),
             refresh_token_days=_int(env, "REFRESH_TOKEN_DAYS", 30),
             log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
@@ -132,6 +134,8 @@ class Settings:
             raise ConfigError("REDIS_MAX_CONNECTIONS must be >= 2 and BODY_TIMEOUT > 0")
         if min(self.job_stale_after, self.job_max_attempts, self.import_chunk_rows) <= 0:
             raise ConfigError("JOB_STALE_AFTER, JOB_MAX_ATTEMPTS and IMPORT_CHUNK_ROWS must be > 0")
+        if self.import_batch_rows < 0:
+            raise ConfigError("IMPORT_BATCH_ROWS must be >= 0 (0: the database's default)")
 
     def flask_config(self) -> dict[str, Any]:
         """The Flask/extension configuration keys derived from these settings."""

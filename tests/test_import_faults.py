@@ -28,8 +28,14 @@ from tests.importing import (
 from tests.services import Process, start_worker, wait_until
 
 # A small JOB_STALE_AFTER so the reaper acts within seconds; small chunks so a kill
-# lands between many checkpoints.
-WORKER_ENV = {"JOB_STALE_AFTER": "2", "IMPORT_CHUNK_ROWS": "500", "JOB_MAX_ATTEMPTS": "20"}
+# lands between many checkpoints, each chunk written in several statements (a kill
+# inside a chunk leaves statements written but not committed).
+WORKER_ENV = {
+    "JOB_STALE_AFTER": "2",
+    "IMPORT_CHUNK_ROWS": "1500",
+    "IMPORT_BATCH_ROWS": "500",
+    "JOB_MAX_ATTEMPTS": "20",
+}
 ROWS = 100_000
 SEEDED = 20_000
 
@@ -176,7 +182,7 @@ def test_sigterm_stops_within_30s_and_the_job_completes_after_restart(
     status, done = job_row(app, job_id)
     if status != "succeeded":
         assert status == "queued", status  # given back, not left running
-        assert done % 500 == 0 and done < ROWS  # the chunk in hand finished; no partial one
+        assert done % 1500 == 0 and done < ROWS  # the chunk in hand finished; no partial one
     celery_worker(**WORKER_ENV)
     assert_exact_end_state(app, client, alice, store["id"], job_id, expected)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv as csv_module
 import io
 import json
 
@@ -10,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.services import rows
+from app.services.names import NameHashes
 from app.services.rows import FileError, RowError
 
 
@@ -116,3 +118,71 @@ def test_validation_messages_name_the_field_and_keep_the_value():
         (7, "price", "1.999"),
         (7, "quantity", "x"),
     ]
+
+
+csv_cells = st.one_of(
+    st.sampled_from(
+        ["", " ", "0", "7", "12.5", "1.50", "1.505", "-1", "abc", " 7 ", "1e3", "٣", "1\n2"]
+    ),
+    st.sampled_from(["a\x00b", "\ud800", "x" * 201, "s" * 65, "1234567890", "12345678901"]),
+    st.text(max_size=5),
+)
+csv_headers = st.permutations(["name", "price", "quantity", "sku", "description", "id"]).flatmap(
+    lambda names: st.integers(min_value=2, max_value=6).map(
+        lambda n: [h for h in names[:n]] + [h for h in ("name", "price") if h not in names[:n]]
+    )
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    header=csv_headers,
+    data=st.data(),
+)
+def test_whole_columns_agree_with_the_row_by_row_fast_path(header, data):
+    columns = rows.csv_columns(header)
+    entries = data.draw(
+        st.lists(st.lists(csv_cells, min_size=len(header), max_size=len(header)), max_size=8)
+    )
+    as_dict = rows._cells_to_dict(columns)
+    one_by_one = [rows._plain(as_dict(cells)) for cells in entries]
+    together = rows.plain_columns(columns, entries)
+    if entries and all(item is not None for item in one_by_one):
+        assert together == one_by_one
+    else:
+        assert together is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    header=csv_headers,
+    data=st.data(),
+    size=st.integers(min_value=1, max_value=4),
+)
+def test_batches_check_as_the_rows_one_by_one(header, data, size):
+    """Whichever path a batch takes, its items, row numbers and errors are those of the
+    rows checked one at a time, duplicates across batches included."""
+    names = st.sampled_from(["a", "b", " a", "c", "", "d"])
+    width = len(header)
+    lines = data.draw(
+        st.lists(st.lists(st.one_of(names, csv_cells), min_size=width, max_size=width), max_size=10)
+    )
+    text = io.StringIO()
+    csv_module.writer(text).writerows([header, *lines])
+    body = text.getvalue()
+    batched = NameHashes()
+    got_items, got_rows, got_errors = [], [], []
+    for batch in rows.batches(io.StringIO(body), "csv", size):
+        checked = rows.check(batch, batched)
+        got_items += checked.items
+        got_rows += list(checked.rows)
+        got_errors += [(e.row, e.field, e.message) for e in checked.errors]
+    single = NameHashes()
+    want_items, want_rows, want_errors = [], [], []
+    for row, entry in enumerate(rows.parse(io.StringIO(body), "csv"), 1):
+        item, errors = rows._check_row(row, entry, single)
+        if item is not None:
+            want_items.append(item)
+            want_rows.append(row)
+        want_errors += [(e.row, e.field, e.message) for e in errors]
+    assert (got_items, got_rows, got_errors) == (want_items, want_rows, want_errors)

@@ -8,9 +8,10 @@ with the database. Its rules are ``app.rules``, which ``ItemInputSchema`` uses t
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -18,6 +19,7 @@ import orjson
 
 from app import rules
 from app.rules import ITEM_FIELDS
+from app.services.names import NameHashes
 
 # What the API's own representations carry but an import may not set: ignored, so an
 # exported file can be imported again (as the JSON API ignores them in bodies).
@@ -87,15 +89,30 @@ def csv_columns(header: list[str]) -> list[str | None]:
 
 
 def _csv_rows(text: TextIO) -> Iterator[dict[str, Any] | RowError]:
+    cells = _csv_cells(text)
+    as_dict = _cells_to_dict(next(cells))  # type: ignore[arg-type]
+    for entry in cells:
+        yield entry if isinstance(entry, RowError) else as_dict(entry)
+
+
+def _cells_to_dict(columns: list[str | None]) -> Callable[[list[str]], dict[str, Any]]:
+    keep = [(i, c) for i, c in enumerate(columns) if c is not None]
+    if len(keep) == len(columns):
+        return lambda cells: dict(zip(columns, cells, strict=True))  # type: ignore[arg-type]
+    return lambda cells: {c: cells[i] for i, c in keep}
+
+
+def _csv_cells(text: TextIO) -> Iterator[Any]:
+    """The header's columns (``csv_columns``), then each data row: its cells, as many as
+    the columns, or a ``RowError``."""
     reader = csv.reader(text)
     try:
         header = next(reader, None)
         if header is None or not any(h.strip() for h in header):
             raise FileError("The CSV file has no header row.")
         columns = csv_columns(header)
+        yield columns
         width = len(columns)
-        keep = [(i, c) for i, c in enumerate(columns) if c is not None]
-        all_kept = len(keep) == width
         row = 0
         for cells in reader:
             if not cells:  # a blank line is not a row
@@ -108,10 +125,7 @@ def _csv_rows(text: TextIO) -> Iterator[dict[str, Any] | RowError]:
                 continue
             if len(cells) < width:
                 cells = cells + [""] * (width - len(cells))
-            if all_kept:
-                yield dict(zip(columns, cells, strict=True))  # type: ignore[arg-type]
-            else:
-                yield {c: cells[i] for i, c in keep}
+            yield cells
     except csv.Error as exc:
         raise FileError(f"The CSV file does not parse (line {reader.line_num}): {exc}.") from exc
 
@@ -324,3 +338,151 @@ def _plain(data: Any) -> Item | None:
         return None
     sku, description = sku or None, description or None  # an empty CSV cell is no value
     return name, price, quantity, sku, description
+
+
+# --- batches: the rows of one chunk, checked together ---------------------------------
+
+DUPLICATE = "Duplicate name in this file: an earlier row names the same item (it wins)."
+# Whole CSV columns of plain values, one regex pass each (a cell holding a line break
+# adds a line, which the count of lines catches).
+_PRICE_COLUMN = re.compile(r"(?:[0-9]{1,10}(?:\.[0-9]{1,2})?\n)*")
+_QUANTITY_COLUMN = re.compile(r"(?:[0-9]{0,9}\n)*")
+
+
+@dataclass(slots=True)
+class Batch:
+    """Consecutive data rows, the first numbered ``first``: each a dict, a ``RowError``,
+    or (CSV, ``columns`` set) its cells in the order of ``columns``."""
+
+    first: int
+    entries: list[Any]
+    columns: list[str | None] | None = None
+
+    def rows(self) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
+        as_dict = _cells_to_dict(self.columns) if self.columns is not None else None
+        for row, entry in enumerate(self.entries, self.first):
+            if as_dict is not None and not isinstance(entry, RowError):
+                entry = as_dict(entry)
+            yield row, entry
+
+
+@dataclass(slots=True)
+class Checked:
+    """A batch checked: its valid items and their row numbers (``rows``, in step), its row
+    errors, and how many rows failed."""
+
+    items: list[Item]
+    rows: Sequence[int]
+    errors: list[RowError]
+    failed_rows: int
+
+
+def batches(text: TextIO, file_format: str, size: int, *, skip: int = 0) -> Iterator[Batch]:
+    """The data rows of ``text`` in batches of ``size``. The first ``skip`` rows come in
+    batches of their own, so the batches after them start at row ``skip + 1`` (a resumed
+    import keeps its chunks). Raises ``FileError``."""
+    columns: list[str | None] | None = None
+    try:
+        if file_format == "csv":
+            source = _csv_cells(text)
+            columns = next(source)
+        elif file_format == "json":
+            source = _json_array(text)
+        else:
+            source = _ndjson_rows(text)
+        first = 1
+        while True:
+            want = min(size, skip - first + 1) if first <= skip else size
+            entries = list(itertools.islice(source, want))
+            if not entries:
+                return
+            yield Batch(first, entries, columns)
+            first += len(entries)
+    except UnicodeDecodeError as exc:
+        raise FileError(f"The file is not valid UTF-8 (byte offset about {exc.start}).") from exc
+
+
+def remember_names(batch: Batch, seen: NameHashes) -> None:
+    """Rows already applied (a resumed import): only their names count, for duplicates."""
+    for _, data in batch.rows():
+        name = valid_name(data.get("name")) if isinstance(data, dict) else None
+        if name is not None:
+            seen.add(hash(name))
+
+
+def check(batch: Batch, seen: NameHashes) -> Checked:
+    """Validate a batch and find the names met before (in ``seen``, the names of earlier
+    rows, which this extends): the first row naming an item decides; every
+    later one is a row error, whether or not the first was valid."""
+    if batch.columns is not None:
+        items = plain_columns(batch.columns, batch.entries)
+        if items is not None and seen.add_all_new([hash(item[0]) for item in items]):
+            return Checked(items, range(batch.first, batch.first + len(items)), [], 0)
+    checked = Checked([], [], [], 0)
+    numbers: list[int] = checked.rows  # type: ignore[assignment]
+    for row, data in batch.rows():
+        item, errors = _check_row(row, data, seen)
+        if errors:
+            checked.errors.extend(errors)
+            checked.failed_rows += 1
+        else:
+            checked.items.append(item)  # type: ignore[arg-type]
+            numbers.append(row)
+    return checked
+
+
+def _check_row(row: int, data: Any, seen: NameHashes) -> tuple[Item | None, list[RowError]]:
+    if isinstance(data, RowError):
+        return None, [data]
+    item, name, errors = validate(row, data)
+    if name is not None:
+        key = hash(name)
+        if key in seen:
+            errors.append(RowError(row, "name", DUPLICATE, name[:200]))
+            item = None
+        else:
+            seen.add(key)
+    return item, errors
+
+
+def plain_columns(columns: list[str | None], entries: list[Any]) -> list[Item] | None:
+    """The fast path for CSV rows, a column at a time: the items when every row is plainly
+    valid, exactly as ``_plain`` makes each (tests/test_imports_rows.py), or ``None``
+    to check the rows one by one."""
+    if not entries or any(type(entry) is not list for entry in entries):
+        return None
+    table = {
+        c: column
+        for c, column in zip(columns, zip(*entries, strict=True), strict=True)
+        if c is not None
+    }
+    count = len(entries)
+    names = list(map(str.strip, table["name"]))
+    if not all(names) or max(map(len, names)) > rules.NAME_MAX:
+        return None
+    prices = table["price"]
+    if not _whole_column(_PRICE_COLUMN, prices):
+        return None
+    quantities: list[int] = [0] * count
+    if "quantity" in table:
+        raw = table["quantity"]
+        if not _whole_column(_QUANTITY_COLUMN, raw):
+            return None
+        quantities = [int(q) if q else 0 for q in raw]
+    texts: dict[str, list[str | None]] = {}
+    for field, limit in (("sku", rules.SKU_MAX), ("description", rules.DESCRIPTION_MAX)):
+        column = table.get(field)
+        if column is None:
+            texts[field] = [None] * count
+            continue
+        if max(map(len, column)) > limit or not rules.storable("".join(column)):
+            return None
+        texts[field] = [value or None for value in column]  # an empty cell is no value
+    if not rules.storable("".join(names)):
+        return None
+    return list(zip(names, prices, quantities, texts["sku"], texts["description"], strict=True))
+
+
+def _whole_column(pattern: re.Pattern[str], values: tuple[str, ...]) -> bool:
+    text = "\n".join(values) + "\n"
+    return text.count("\n") == len(values) and pattern.fullmatch(text) is not None

@@ -1,0 +1,90 @@
+"""The import's write path. With a real worker, on each database: a chunk is written in
+several statements and committed once; new names take the bulk path (PostgreSQL: ``COPY``
+straight into ``items``), a batch that meets existing names falls back to the upsert
+(the partial copy rolled back), and the next batch of new names takes the bulk path
+again. The counts are what the database did, row by row."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+import requests
+
+from tests.importing import assert_finished_invariant, store_items
+from tests.test_jobs import parse_events
+from tests.test_jobs_worker import poll
+
+# Chunks of 600 rows (one transaction, one checkpoint) written 200 rows a statement.
+WORKER = {"IMPORT_CHUNK_ROWS": "600", "IMPORT_BATCH_ROWS": "200"}
+
+
+def upload(base: str, account, store_id: int, body: str, query: str = "") -> dict:
+    response = requests.post(
+        f"{base}/v1/stores/{store_id}/imports{query}",
+        data=body.encode(),
+        headers={**account.headers, "Content-Type": "text/csv"},
+        timeout=30,
+    )
+    assert response.status_code == 202, response.text
+    return poll(base, account, response.json()["id"])
+
+
+def names(prefix: str, count: int, price: str) -> list[str]:
+    return [f"{prefix}-{i:04d},{price},{i % 5}" for i in range(count)]
+
+
+@pytest.mark.parametrize("mode", ["upsert", "create"])
+def test_new_existing_then_new_names_are_counted_as_written(
+    app, live_server, celery_worker, alice, store, mode
+):
+    celery_worker(**WORKER)
+    base = live_server()
+    # The store holds b-0000 .. b-0099 (every other one of the file's 200 b- names).
+    seeded = "name,price\n" + "".join(f"b-{i:04d},1.00\n" for i in range(0, 200, 2))
+    assert upload(base, alice, store["id"], seeded)["progress"]["created"] == 100
+    # 400 new (a-), 200 of which 100 exist (b-), 400 new (c-): batches of 200.
+    lines = [*names("a", 400, "2.00"), *names("b", 200, "3.00"), *names("c", 400, "4.00")]
+    body = "\n".join(["name,price,quantity", *lines])
+    job = upload(base, alice, store["id"], body + "\n", f"?mode={mode}")
+    assert job["status"] == "succeeded", job
+    assert_finished_invariant(job)
+    p = job["progress"]
+    items = store_items(app, store["id"])
+    assert len(items) == 100 + 400 + 100 + 400
+    if mode == "upsert":
+        assert (p["created"], p["updated"], p["failed"]) == (900, 100, 0)
+        assert {items[f"b-{i:04d}"].price for i in range(200)} == {Decimal("3.00")}
+    else:
+        assert (p["created"], p["updated"], p["failed"]) == (900, 0, 100)
+        assert {items[f"b-{i:04d}"].price for i in range(0, 200, 2)} == {Decimal("1.00")}
+        errors = requests.get(
+            f"{base}/v1/jobs/{job['id']}/errors?limit=500", headers=alice.headers, timeout=5
+        ).json()["errors"]
+        # Row numbers count data rows: the b- rows are rows 401 to 600.
+        assert [e["row"] for e in errors] == list(range(401, 601, 2))
+        assert {e["field"] for e in errors} == {"name"}
+    assert {items[f"c-{i:04d}"].price for i in range(400)} == {Decimal("4.00")}
+    assert {items[f"a-{i:04d}"].quantity for i in range(5)} == {0, 1, 2, 3, 4}
+
+
+def test_a_chunk_of_several_statements_commits_once(live_server, celery_worker, alice, store):
+    """Progress moves a whole chunk (600 rows) at a time, never a statement's 200."""
+    celery_worker(**WORKER)
+    base = live_server()
+    body = "\n".join(["name,price", *[f"n-{i:05d},1.00" for i in range(3000)]]) + "\n"
+    response = requests.post(
+        f"{base}/v1/stores/{store['id']}/imports",
+        data=body.encode(),
+        headers={**alice.headers, "Content-Type": "text/csv"},
+        timeout=30,
+    )
+    job_id = response.json()["id"]
+    with requests.get(
+        f"{base}/v1/jobs/{job_id}/events", headers=alice.headers, stream=True, timeout=60
+    ) as stream:
+        text = "".join(chunk for chunk in stream.iter_content(decode_unicode=True))
+    seen = {json.loads(e["data"])["progress"]["processed"] for e in parse_events(text)}
+    assert seen <= {0, 600, 1200, 1800, 2400, 3000}, seen
+    assert 3000 in seen
