@@ -20,11 +20,11 @@ import io
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import CursorResult, insert, select, update
 from sqlalchemy.exc import OperationalError
 
 from app import rules
@@ -188,18 +188,22 @@ class _Run:
     def _checkpoint(self, row: int, bytes_done: int) -> None:
         """Commit the chunk: its batches' writes and errors, and the job's progress."""
         pending, now = self.pending, utcnow()
-        checkpoint = db.session.execute(
-            update(Job)
-            .where(Job.id == self.job_id, Job.lease == self.lease, Job.status == "running")
-            .values(
-                processed=row,
-                created=self.created + pending.created,
-                updated=self.updated + pending.updated,
-                failed=self.failed + pending.failed,
-                bytes_done=bytes_done,
-                heartbeat_at=now,
-                last_failure=None,  # progress: an earlier failure no longer repeats itself
-            )
+        # An UPDATE's result is a CursorResult (its rowcount: did the lease still hold).
+        checkpoint = cast(
+            CursorResult,
+            db.session.execute(
+                update(Job)
+                .where(Job.id == self.job_id, Job.lease == self.lease, Job.status == "running")
+                .values(
+                    processed=row,
+                    created=self.created + pending.created,
+                    updated=self.updated + pending.updated,
+                    failed=self.failed + pending.failed,
+                    bytes_done=bytes_done,
+                    heartbeat_at=now,
+                    last_failure=None,  # progress: an earlier failure no longer repeats itself
+                )
+            ),
         )
         if checkpoint.rowcount != 1:
             raise LeaseLost
@@ -273,7 +277,7 @@ class _Pending:
         self.failed += failed
 
 
-def _read_ahead(source: Iterator[T], depth: int = 2) -> Iterator[T]:
+def _read_ahead(source: Iterator[T], depth: int = 2) -> Generator[T, None, None]:
     """``source``'s items, produced ``depth`` ahead in a thread of their own.
 
     Parsing and checking the next chunk (Python) then overlaps the database's work on

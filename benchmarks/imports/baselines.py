@@ -1,147 +1,105 @@
-"""What the same rows cost without the service: the raw ceiling and the naive ORM way.
+"""The databases' own bulk loaders, the peers of an import: the same CSV file into the same
+``items`` table, timed as a user would run them (the command's wall time).
 
-Only the insert is timed (the file is read into tuples first): a ceiling for the
-database work alone, measured in the same run as the end-to-end figures.
+- PostgreSQL: ``psql``'s ``\\copy items (name, price, quantity, sku, description) from
+  FILE csv header``. ``items.store_id`` gets a column default for the run (an ``ALTER
+  TABLE`` before and after, untimed) and the times have theirs (migration 0004): the
+  file stays the file the service gets.
+- SQLite: the ``sqlite3`` shell's ``.import --csv`` into a staging table, then one
+  ``INSERT INTO items ... SELECT`` (the shell cannot fill ``store_id`` otherwise), as one
+  command.
 """
 
 from __future__ import annotations
 
 import csv
-import sqlite3
+import shutil
+import subprocess
 import time
-from collections.abc import Iterator
-from decimal import Decimal
 from pathlib import Path
 
-import psycopg
-
-BATCH = 5000
+from benchmarks.imports.cpu import MachineCpu
 
 
-def read_rows(path: Path) -> list[tuple]:
+def psql_copy(url: str, store_id: int, path: Path) -> dict[str, float]:
+    psql = _tool("psql")
+
+    def run(*commands: str) -> None:
+        args = [psql, url, "-X", "-q", "-v", "ON_ERROR_STOP=1"]
+        for command in commands:
+            args += ["-c", command]
+        subprocess.run(args, check=True, timeout=600)
+
+    run(f"ALTER TABLE items ALTER store_id SET DEFAULT {int(store_id)}")
+    try:
+        with MachineCpu() as cpu:
+            started = time.perf_counter()
+            run(f"\\copy items (name, price, quantity, sku, description) from '{path}' csv header")
+            elapsed = time.perf_counter() - started
+    finally:
+        run("ALTER TABLE items ALTER store_id DROP DEFAULT")
+    return {"seconds": elapsed, "machine_cpu_s": cpu.seconds}
+
+
+def sqlite_import(database: Path, store_id: int, path: Path) -> dict[str, float]:
+    insert = (
+        "INSERT INTO items (store_id, name, price, quantity, sku, description, created_at, "
+        f"updated_at) SELECT {int(store_id)}, name, price, quantity, NULLIF(sku, ''), "
+        "NULLIF(description, ''), strftime('%Y-%m-%d %H:%M:%f', 'now'), "
+        "strftime('%Y-%m-%d %H:%M:%f', 'now') FROM bench_stage"
+    )
+    with MachineCpu() as cpu:
+        started = time.perf_counter()
+        _run_sqlite3(database, path, insert)
+        elapsed = time.perf_counter() - started
+    return {"seconds": elapsed, "machine_cpu_s": cpu.seconds}
+
+
+def _run_sqlite3(database: Path, path: Path, insert: str) -> None:
+    subprocess.run(
+        [
+            _tool("sqlite3"),
+            str(database),
+            "-cmd",
+            "PRAGMA foreign_keys=ON",
+            "DROP TABLE IF EXISTS bench_stage",
+            f".import --csv {path} bench_stage",
+            insert,
+            "DROP TABLE bench_stage",
+        ],
+        check=True,
+        timeout=600,
+    )
+
+
+def _tool(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        raise SystemExit(f"{name} is not installed (apt-get install -y {name})")
+    return found
+
+
+def psycopg_copy(url: str, store_id: int, path: Path) -> dict[str, float]:
+    """A third peer on PostgreSQL, the bare driver: the file's rows read into tuples
+    first (untimed), then one ``COPY items (...) FROM STDIN`` in text format, the way
+    the service sends them, with no parsing, checking, upload or checkpoint: what this
+    client path costs the server alone."""
+    import psycopg
+
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
         next(reader)
-        return [(n, p, int(q), s, d) for n, p, q, s, d in reader]
-
-
-def _batches(rows: list[tuple]) -> Iterator[list[tuple]]:
-    for start in range(0, len(rows), BATCH):
-        yield rows[start : start + BATCH]
-
-
-def sqlite_executemany(path: Path, rows: list[tuple]) -> float:
-    """Rows/s of plain ``sqlite3`` executemany into an empty table (WAL, as the service)."""
-    conn = sqlite3.connect(path)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("DROP TABLE IF EXISTS raw_items")
-    conn.execute(
-        "CREATE TABLE raw_items (name TEXT, price REAL, quantity INTEGER, sku TEXT, "
-        "description TEXT)"
-    )
-    data = [(n, float(p), q, s, d) for n, p, q, s, d in rows]
-    started = time.perf_counter()
-    for batch in _batches(data):
-        conn.executemany("INSERT INTO raw_items VALUES (?, ?, ?, ?, ?)", batch)
-        conn.commit()
-    elapsed = time.perf_counter() - started
-    conn.execute("DROP TABLE raw_items")
-    conn.close()
-    return len(rows) / elapsed
-
-
-def pg_copy(url: str, rows: list[tuple]) -> float:
-    """Rows/s of psycopg ``COPY`` into an empty table."""
-    with psycopg.connect(url) as conn:
-        conn.execute("DROP TABLE IF EXISTS raw_items")
-        conn.execute(
-            "CREATE TABLE raw_items (name text, price numeric(12, 2), quantity integer, "
-            "sku text, description text)"
-        )
-        conn.commit()
+        rows = [(store_id, n, p, int(q), s or None, d or None) for n, p, q, s, d in reader]
+    with psycopg.connect(url) as conn, MachineCpu() as cpu:
         started = time.perf_counter()
-        with conn.cursor() as cur, cur.copy("COPY raw_items FROM STDIN") as copy:
+        with (
+            conn.cursor() as cur,
+            cur.copy(
+                "COPY items (store_id, name, price, quantity, sku, description) FROM STDIN"
+            ) as copy,
+        ):
             for row in rows:
                 copy.write_row(row)
         conn.commit()
         elapsed = time.perf_counter() - started
-        conn.execute("DROP TABLE raw_items")
-        conn.commit()
-    return len(rows) / elapsed
-
-
-def orm_add_all(app, store_id: int, rows: list[tuple]) -> float:
-    """Rows/s of the naive way: ORM ``Item`` objects, ``add_all``, a commit per batch."""
-    from app.extensions import db
-    from app.models import Item
-
-    with app.app_context():
-        started = time.perf_counter()
-        for batch in _batches(rows):
-            db.session.add_all(
-                Item(
-                    store_id=store_id,
-                    name=n,
-                    price=Decimal(p),
-                    quantity=q,
-                    sku=s or None,
-                    description=d or None,
-                )
-                for n, p, q, s, d in batch
-            )
-            db.session.commit()
-            db.session.expunge_all()
-        elapsed = time.perf_counter() - started
-        db.session.remove()
-    return len(rows) / elapsed
-
-
-STAMP = "2026-01-01 00:00:00.000000"
-SQLITE_ITEMS_UPSERT = (
-    "INSERT INTO items (store_id, name, price, quantity, sku, description, created_at, "
-    "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (store_id, name) DO UPDATE SET "
-    "price = excluded.price, quantity = excluded.quantity, sku = excluded.sku, "
-    "description = excluded.description, updated_at = excluded.updated_at"
-)
-
-
-def sqlite_items_upsert(path: Path, store_id: int, rows: list[tuple]) -> float:
-    """Rows/s of raw ``sqlite3`` upserts into the real ``items`` table (its indexes and
-    constraints), a commit per 5 000: the ceiling for this schema, without the service."""
-    conn = sqlite3.connect(path, timeout=30)
-    conn.execute("PRAGMA foreign_keys=ON")
-    data = [(store_id, n, float(p), q, s, d, STAMP, STAMP) for n, p, q, s, d in rows]
-    started = time.perf_counter()
-    for batch in _batches(data):
-        conn.executemany(SQLITE_ITEMS_UPSERT, batch)
-        conn.commit()
-    elapsed = time.perf_counter() - started
-    conn.close()
-    return len(rows) / elapsed
-
-
-def pg_items_copy_insert(url: str, store_id: int, rows: list[tuple]) -> float:
-    """Rows/s of raw psycopg: ``COPY`` into a temporary table, then ``INSERT ... SELECT``
-    into the real ``items`` table, a commit per 5 000: this schema's ceiling."""
-    with psycopg.connect(url) as conn:
-        conn.execute(
-            "CREATE TEMPORARY TABLE raw_stage (name text, price numeric(12, 2), "
-            "quantity integer, sku text, description text) ON COMMIT DELETE ROWS"
-        )
-        conn.commit()
-        started = time.perf_counter()
-        for batch in _batches(rows):
-            with conn.cursor() as cur:
-                with cur.copy("COPY raw_stage FROM STDIN") as copy:
-                    for row in batch:
-                        copy.write_row(row)
-                cur.execute(
-                    "INSERT INTO items (store_id, name, price, quantity, sku, description, "
-                    "created_at, updated_at) SELECT %s, name, price, quantity, sku, "
-                    "description, now(), now() FROM raw_stage",
-                    (store_id,),
-                )
-            conn.commit()
-        elapsed = time.perf_counter() - started
-    return len(rows) / elapsed
+    return {"seconds": elapsed, "machine_cpu_s": cpu.seconds}
