@@ -196,6 +196,41 @@ def test_the_same_exception_twice_fails_the_job_at_once_with_the_reason(
     assert store_items(app, store["id"]) == {}  # the chunk failed whole
 
 
+def test_a_failure_whose_message_names_a_new_row_each_time_is_still_the_same(
+    app, client, celery_worker, alice, store
+):
+    """PostgreSQL names the refused row in its error (``Failing row contains (3000005,
+    ...)``), and the row's id is new on every attempt: that is still one failure twice,
+    not five attempts."""
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("SQLite's RAISE() takes a fixed message")
+    with app.app_context(), db.engine.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE OR REPLACE FUNCTION poison_items() RETURNS trigger "
+                "LANGUAGE plpgsql AS $$ BEGIN IF NEW.name = 'Poison' THEN "
+                "RAISE EXCEPTION 'poison row % refused', NEW.id; END IF; RETURN NEW; END $$"
+            )
+        )
+        conn.execute(
+            text(
+                "CREATE TRIGGER poison_items BEFORE INSERT ON items FOR EACH ROW "
+                "EXECUTE FUNCTION poison_items()"
+            )
+        )
+    try:
+        celery_worker(JOB_STALE_AFTER="60", JOB_MAX_ATTEMPTS="5")
+        body = "name,price\nTea,1\nPoison,2\nMilk,3\n"
+        job_id = post_import(client, alice, store["id"], body).json["id"]
+        job = wait_for_job(client, alice, job_id, timeout=30)
+        assert job["status"] == "failed", job
+        assert "twice in a row" in job["error"]["detail"], job["error"]
+        assert job_row(app, job_id).attempts == 2
+    finally:
+        _drop_trigger(app)
+
+
 def test_a_failure_then_success_is_not_a_poison_job(app, client, alice, store, poison_trigger):
     job_id = post_import(client, alice, store["id"], "name,price\nPoison,1\n").json["id"]
     with app.app_context():

@@ -324,6 +324,7 @@ def release(job_id: str, lease: str) -> bool:
 # to show.
 REASON_CHARS = 500
 _WORKER_LOST = re.compile(r"exited prematurely: (.+?)(?: Job: \d+)?\.?$")
+_NUMBERS = re.compile(r"[0-9]+")
 
 
 def failure_reason(exc: BaseException) -> str:
@@ -342,13 +343,19 @@ def crash_reason(worker_lost: str) -> str:
     return f"The worker process running the import died ({how})."[:REASON_CHARS]
 
 
+def same_failure(last: str | None, reason: str) -> bool:
+    """Whether two attempts failed the same way: the same reason but for its numbers (a
+    database error names the row it refused, and the row's id is new each attempt)."""
+    return last is not None and _NUMBERS.sub("#", last) == _NUMBERS.sub("#", reason)
+
+
 def record_failure(job_id: str, reason: str, *, lease: str | None = None) -> str:
     """An attempt at a running job failed with ``reason`` (it raised, or its worker
     process died, seen by the worker's main process): the job is no longer held.
 
-    The same reason twice in a row (no chunk committed in between) is a poison job: it
-    ends ``failed`` with that reason now, not after ``JOB_MAX_ATTEMPTS`` stale timeouts;
-    so does any failure once the job has had ``JOB_MAX_ATTEMPTS`` claims. Otherwise the
+    The same reason twice in a row (``same_failure``; no chunk committed in between) is a
+    poison job: it ends ``failed`` with that reason now, not after ``JOB_MAX_ATTEMPTS``
+    stale timeouts; so does any failure once the job has had ``JOB_MAX_ATTEMPTS`` claims. Otherwise the
     job is queued again at once (returns ``retry``: the caller re-sends it). A job with
     a cancel requested is ended ``cancelled``. Returns ``lost`` when the job is not (or
     no longer) running under ``lease``.
@@ -365,8 +372,9 @@ def record_failure(job_id: str, reason: str, *, lease: str | None = None) -> str
         return "lost"
     if row.cancel_requested:
         outcome, values = "cancelled", ended_values("cancelled", now)
-    elif row.last_failure == reason or row.attempts >= conf.job_max_attempts:
-        why = "twice in a row" if row.last_failure == reason else f"{row.attempts} times"
+    elif same_failure(row.last_failure, reason) or row.attempts >= conf.job_max_attempts:
+        twice = same_failure(row.last_failure, reason)
+        why = "twice in a row" if twice else f"{row.attempts} times"
         error = file_problem(
             f"The import failed {why}, so it was stopped. {reason}",
             title="Import failed",
