@@ -6,6 +6,7 @@ test_jobs_worker.py.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import timedelta
 
@@ -143,6 +144,8 @@ def test_cancel_a_finished_job_is_409(app, client, alice, store):
 
 
 def test_cancel_a_running_job_is_honoured_at_the_next_chunk(app, client, alice, store):
+    # Chunks of 5000 rows, so the file has boundaries before its end.
+    app.config["SETTINGS"] = dataclasses.replace(app.config["SETTINGS"], import_chunk_rows=5000)
     rows = "".join(f"Item {i},1\n" for i in range(12000))
     job = submit(client, alice, store["id"], "name,price\n" + rows)
     with app.app_context():
