@@ -13,7 +13,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import aio, bodies, caching, errors, job_polls, query, ratelimit, security
+from app import aio, bodies, caching, errors, job_polls, query, ratelimit, routing, security
 from app.api import register_blueprints
 from app.config import Settings
 from app.extensions import api, cache, db, limiter, migrate, redis_client
@@ -45,6 +45,7 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     app.config.update(settings.flask_config())
     _configure_logging(settings.log_level)
     bodies.init_app(app)
+    routing.init_app(app)  # before any route is added
     _trust_proxies(app, settings.trusted_proxy_hops)
     _init_extensions(app)
     register_blueprints(app)
