@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 
 from tests.conftest import unique_name
+from tests.importing import get_job, post_import, run_queued
 from tests.problems import assert_invalid, assert_problem, assert_unauthorized
 
 ITEM_KEYS = {
@@ -80,6 +81,12 @@ INVALID_PRICES = [
     None,
     [],
     {},
+    # Python's Decimal() reads these; a price is ASCII digits.
+    "\u0661\u0662",  # Arabic-Indic 12
+    "\u0661.\u0665\u0660",
+    "\uff11",  # fullwidth 1
+    "1_000",
+    "\u00a01",  # after a no-break space
 ]
 # One account and store for all the cases of a rule: password hashing is the slow part.
 INVALID_FIELDS = [
@@ -115,6 +122,30 @@ def test_invalid_prices(client, alice, items_url):
         response = client.post(items_url, json={"name": "P", "price": price}, headers=alice.headers)
         assert_invalid(response, "price", case=price)
     assert client.get(items_url).json["items"] == []
+
+
+def test_prices_in_other_digits_are_refused_in_every_body_and_import(
+    app, client, alice, items_url, store
+):
+    arabic_twelve = "\u0661\u0662"
+    form = {"name": "Form", "price": arabic_twelve}
+    assert_invalid(client.post(items_url, data=form, headers=alice.headers), "price")
+    xml = f"<item><name>X</name><price>{arabic_twelve}</price></item>".encode()
+    headers = {**alice.headers, "Content-Type": "application/xml"}
+    assert_invalid(client.post(items_url, data=xml, headers=headers), "price")
+    item = _add(client, alice, items_url, name="Kept").json
+    response = client.patch(
+        f"/v1/items/{item['id']}", json={"price": arabic_twelve}, headers=alice.headers
+    )
+    assert_invalid(response, "price")
+    job = post_import(client, alice, store["id"], f"name,price\nA,{arabic_twelve}\nB,1\n")
+    assert job.status_code == 202, job.json
+    run_queued(app)
+    done = get_job(client, alice, job.json["id"])
+    assert done["progress"]["created"] == 1 and done["progress"]["failed"] == 1, done
+    errors = client.get(f"/v1/jobs/{done['id']}/errors", headers=alice.headers).json["errors"]
+    assert [(e["row"], e["field"]) for e in errors] == [(1, "price")]
+    assert sorted(i["name"] for i in client.get(items_url).json["items"]) == ["B", "Kept"]
 
 
 def test_item_validation_names_the_field(client, alice, items_url):
@@ -355,6 +386,8 @@ def test_filter_by_price(client, items_url, catalogue):
         ({"min_price": "abc"}, "min_price"),
         ({"max_price": "-1"}, "max_price"),
         ({"min_price": "NaN"}, "min_price"),
+        ({"min_price": "\u0661"}, "min_price"),
+        ({"max_price": "\uff19"}, "max_price"),
         ({"sort": "colour"}, "sort"),
         ({"limit": "0"}, "limit"),
         ({"limit": "501"}, "limit"),
