@@ -211,6 +211,22 @@ def test_patch_changes_only_what_is_given(client, alice, items_url):
     assert client.patch(url, json={"name": "Tea"}, headers=alice.headers).status_code == 200
 
 
+@pytest.mark.parametrize("content_type", [None, "application/json", "application/xml"])
+def test_a_write_without_a_body_is_422(client, alice, store, items_url, content_type):
+    """The spec requires a body on every write: a PATCH, whose fields are all optional,
+    names the body; a POST or PUT names the fields it lacks."""
+    item = _add(client, alice, items_url, name="Tea").json
+    headers = {**alice.headers, **({"Content-Type": content_type} if content_type else {})}
+    for url in (f"/v1/items/{item['id']}", f"/v1/stores/{store['id']}"):
+        problem = assert_invalid(client.patch(url, headers=headers), "body")
+        assert "{}" in problem["errors"][0]["message"]
+        assert client.patch(url, json={}, headers=alice.headers).status_code == 200
+    assert_invalid(client.put(f"/v1/items/{item['id']}", headers=headers), "name", "price")
+    assert_invalid(client.put(f"/v1/stores/{store['id']}", headers=headers), "name")
+    assert_invalid(client.post(items_url, headers=headers), "name", "price")
+    assert client.get(items_url).json["items"] == [item]
+
+
 def test_put_replaces_the_whole_item(client, alice, items_url):
     item = _add(client, alice, items_url, name="Tea", quantity=5, sku="T1", description="d").json
     url = f"/v1/items/{item['id']}"
