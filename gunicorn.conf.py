@@ -24,6 +24,17 @@ timeout = 25
 graceful_timeout = 20
 # Longer than the router's 90 s idle keep-alive, so the router closes first.
 keepalive = 95
+# Request heads: Heroku's router passes request lines and header lines of up to 8192 bytes
+# (devcenter.heroku.com/articles/http-routing, "HTTP Validation and Restrictions"), so
+# gunicorn takes at least as much. Past its own limits gunicorn answers with a text/html
+# page before the app; short of them the app answers a head over Heroku's limits with a
+# problem document (app/heads.py, docs/decisions.md).
+limit_request_line = 8190  # gunicorn's longest short of "no limit"
+limit_request_field_size = 2 * 8192 + 2  # two of Heroku's header lines, CRLF included
+# Heroku passes 1000 fields, but gunicorn's parser is quadratic in the head's size (fields
+# times field size): an 8 MB head took 12 s of CPU, blocking the worker; 100 fields of
+# 16 KiB, 0.37 s. So gunicorn's default count stays.
+limit_request_fields = 100
 accesslog = "-"
 errorlog = "-"
 forwarded_allow_ips = "*" if int(os.environ.get("TRUSTED_PROXY_HOPS", "0") or 0) > 0 else ""

@@ -13,7 +13,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import aio, bodies, caching, errors, job_polls, query, ratelimit, security
+from app import aio, bodies, caching, errors, heads, job_polls, query, ratelimit, routing, security
 from app.api import register_blueprints
 from app.config import Settings
 from app.extensions import api, cache, db, limiter, migrate, redis_client
@@ -31,6 +31,9 @@ class StoresFlask(Flask):
 
     def wsgi_app(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         # Inside ProxyFix (which wraps this method), so hits see the real host and scheme.
+        # An oversized head goes to Flask, which refuses it (app.heads).
+        if heads.oversized(environ) is not None:
+            return super().wsgi_app(environ, start_response)
         fast = caching.serve_fast(self, environ, start_response)
         if fast is None:
             fast = job_polls.serve_fast(self, environ, start_response)
@@ -45,6 +48,8 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     app.config.update(settings.flask_config())
     _configure_logging(settings.log_level)
     bodies.init_app(app)
+    heads.init_app(app)
+    routing.init_app(app)  # before any route is added
     _trust_proxies(app, settings.trusted_proxy_hops)
     _init_extensions(app)
     register_blueprints(app)

@@ -10,6 +10,11 @@
   otherwise wait, with no time limit, to discard the rest of the body).
 - A body that ends before its ``Content-Length`` (the client went away) is an error,
   never a shorter body: gunicorn marks its input terminated, so werkzeug does not check.
+- A body without ``Content-Length`` (sent chunked) is held to the request's
+  ``max_content_length`` like one that says its length: past the limit is a ``413``.
+  werkzeug's own stream stops reading at the limit and reports the end of the body, so a
+  longer body was cut there and processed (``BoundedStream``, on every request through
+  ``BodyRequest``).
 - Bodies are read before the request touches the database (``read_first``): a slow
   client must not hold one of the few pooled connections while it sends. Endpoints that
   stream their body (imports) release the connection themselves before reading it.
@@ -19,10 +24,12 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import IO, Any
 
-from flask import Flask, current_app, request
-from werkzeug.exceptions import ClientDisconnected, RequestTimeout
+from flask import Flask, Request, current_app, request
+from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge, RequestTimeout
+from werkzeug.utils import cached_property
+from werkzeug.wsgi import LimitedStream
 
 STREAMED = "streams_body"  # a view attribute: this endpoint reads its body as a stream
 
@@ -90,6 +97,36 @@ class BodyTimeout:
         return self.app(environ, start_response)
 
 
+class BoundedStream(LimitedStream):
+    """A body of unknown length held to ``limit`` bytes: one byte more is a ``413``.
+
+    One byte past the limit is read to tell a body of exactly ``limit`` bytes (accepted)
+    from a longer one (refused, never cut at the limit).
+    """
+
+    def __init__(self, stream: IO[bytes], limit: int) -> None:
+        super().__init__(stream, limit + 1, is_max=True)
+        self.maximum = limit
+
+    def readinto(self, buffer: Any) -> int:  # type: ignore[override]
+        size = super().readinto(buffer) or 0
+        if self._pos > self.maximum:
+            raise RequestEntityTooLarge()
+        return size
+
+
+class BodyRequest(Request):
+    """Flask's request, whose body stream never cuts a chunked body at the limit."""
+
+    @cached_property
+    def stream(self) -> IO[bytes]:
+        limit = self.max_content_length
+        terminated = "wsgi.input_terminated" in self.environ  # the server ends the body
+        if limit is not None and self.content_length is None and terminated and not self.shallow:
+            return BoundedStream(self.environ["wsgi.input"], limit)  # type: ignore[return-value]
+        return super().stream
+
+
 def streams_body(func: Callable[..., Any]) -> Callable[..., Any]:
     """Mark a view that reads its own body as a stream (and releases the database first)."""
     setattr(func, STREAMED, True)
@@ -109,6 +146,7 @@ def read_first() -> None:
 
 
 def init_app(app: Flask) -> None:
+    app.request_class = BodyRequest
     app.wsgi_app = BodyTimeout(  # type: ignore[method-assign]
         app.wsgi_app, app.config["SETTINGS"].body_timeout
     )

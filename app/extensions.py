@@ -18,6 +18,7 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
+from app import routing
 from app.config import redis_connection_options
 from app.schemas import ProblemSchema
 
@@ -89,6 +90,10 @@ class ProblemApi(Api):
     """flask-smorest's Api, documenting RFC 9457 problems as the error body."""
 
     ERROR_SCHEMA = ProblemSchema  # the default error responses in /openapi.json
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.register_converter(routing.JobIdConverter, routing.job_id_schema)
 
     def _register_error_handlers(self) -> None:
         # app.errors registers the one error layer; flask-smorest's JSON handler is not used.

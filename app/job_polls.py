@@ -29,14 +29,14 @@ import redis
 from flask import Flask
 from werkzeug.http import parse_etags
 
-from app import negotiation, ratelimit, security
+from app import negotiation, ratelimit, routing, security
 from app.api.jobs import poll_headers, preferred_wait
 from app.errors import REQUEST_ID_RE
 from app.extensions import redis_client
 from app.services import job_events, job_state, jobs, sessions
 from app.services.job_notices import Notices, Waiter
 
-PATH = re.compile(r"/v1/jobs/([0-9A-Za-z-]{1,36})")
+PATH = re.compile(f"/v1/jobs/({routing.JOB_ID})")
 WAIT_QUERY = re.compile(r"wait=(\d{1,2})")
 ENDPOINT = "jobs.Job"
 _UNSET = object()

@@ -22,6 +22,7 @@ consumed lazily inside the request context).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from flask import Response, current_app, request, stream_with_context
 from flask.json.provider import JSONProvider
 from werkzeug.exceptions import BadRequest, NotAcceptable, UnsupportedMediaType
 
+from app import query
 from app.representations import csvstream, html, xmlmap
 
 MEDIA_TYPES: dict[str, str] = {
@@ -271,14 +273,11 @@ def _parse_urlencoded(raw: bytes) -> dict[str, str]:
         pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, errors="strict")
     except (UnicodeDecodeError, ValueError) as exc:
         raise BadRequest("The form body is not valid UTF-8.") from exc
-    out: dict[str, str] = {}
-    for key, value in pairs:
-        out.setdefault(key, value)
-    return out
+    return query.unique(pairs)
 
 
 def _parse_multipart(raw: bytes) -> dict[str, str]:
-    form = {key: request.form.get(key, "") for key in request.form}
+    form = query.unique((key, value) for key, values in request.form.lists() for value in values)
     # werkzeug decodes parts with errors="replace": a U+FFFD the client did not send
     # means the part was not UTF-8.
     if any("\ufffd" in v for v in form.values()) and "\ufffd".encode() not in raw:
@@ -293,22 +292,54 @@ def _parse_xml(raw: bytes) -> Any:
         raise BadRequest(str(exc)) from exc
 
 
+def _key_count(data: Any) -> int:
+    """How many keys the objects in ``data`` hold, all levels (no recursion)."""
+    count, stack = 0, [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            count += len(value)
+            stack.extend(v for v in value.values() if isinstance(v, dict | list))
+        elif isinstance(value, list):
+            stack.extend(v for v in value if isinstance(v, dict | list))
+    return count
+
+
+def _parse_json(raw: bytes) -> Any:
+    """orjson, then one value per key (``query.unique``).
+
+    orjson keeps the last of a repeated key. Each member of an object has one ``:``, so
+    when the body holds no more colons than the keys orjson kept (the usual body: no
+    colon inside a string), no key was repeated; otherwise the standard library reads the
+    body again, building its objects with ``query.unique``.
+    """
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"The JSON body does not parse: {exc}.") from exc
+    colons = raw.count(b":")
+    if colons and colons > _key_count(data):
+        try:
+            json.loads(raw, object_pairs_hook=query.unique)
+        except RecursionError as exc:  # within orjson's 1024 levels, deeper than Python's
+            raise BadRequest("The JSON body is nested too deeply to be read.") from exc
+    return data
+
+
 def parse_body() -> Any:
     """The request body as plain data, by its media type; ``None`` when there is no body.
 
     JSON (orjson bounds nesting at 1024 levels: deeper is a 400), form-encoded and
     multipart forms, XML in the mapping of ``xmlmap``. Anything else is a 415; a body
-    that does not parse (or is not UTF-8) is a 400; one over ``MAX_CONTENT_LENGTH``, 413.
+    that does not parse (or is not UTF-8) is a 400; one over ``MAX_CONTENT_LENGTH``, 413;
+    a field given twice (JSON key, form field, XML element) is a 422 naming it.
     """
     raw = request.get_data(cache=True)
     mimetype = request.mimetype
     if not raw and mimetype not in FORM_MEDIA_TYPES:
         return None
     if mimetype in JSON_MEDIA_TYPES or mimetype.endswith("+json"):
-        try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise BadRequest(f"The JSON body does not parse: {exc}.") from exc
+        return _parse_json(raw)
     if mimetype == "application/x-www-form-urlencoded":
         return _parse_urlencoded(raw)
     if mimetype == "multipart/form-data":

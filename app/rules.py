@@ -26,7 +26,14 @@ QUANTITY_MAX = 2**31 - 1  # a 32-bit integer column
 # store it and hand it to every reader) and lone surrogates (not encodable as UTF-8, so
 # no driver can send them; a JSON ``"\ud800"`` escape decodes to one).
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_INTEGER = re.compile(r"\s*[+-]?[0-9]+\s*")
+# Numbers given as text are ASCII, as JSON and CSV write them: Python's ``Decimal()`` and
+# ``int()`` also read other scripts' digits (Arabic-Indic "12" is 12), "1_000" and Unicode
+# spaces.
+_ASCII_SPACE = "[ \t\n\r]*"
+_INTEGER = re.compile(f"{_ASCII_SPACE}[+-]?[0-9]+{_ASCII_SPACE}")
+_DECIMAL = re.compile(
+    f"{_ASCII_SPACE}[+-]?(?:[0-9]+(?:\\.[0-9]*)?|\\.[0-9]+)(?:[eE][+-]?[0-9]+)?{_ASCII_SPACE}"
+)
 REPLACEMENT = "\ufffd"
 
 
@@ -94,9 +101,11 @@ def description(raw: Any) -> str:
 
 
 def price(raw: Any) -> Decimal:
-    """A decimal number >= 0 with at most two places, given as a number or a string;
-    returned with exactly two places."""
+    """A decimal number >= 0 with at most two places, given as a number or a string of
+    ASCII digits (an exponent allowed); returned with exactly two places."""
     if isinstance(raw, bool) or not isinstance(raw, str | int | float | Decimal):
+        raise Broken("Not a valid number.")
+    if isinstance(raw, str) and not _DECIMAL.fullmatch(raw):
         raise Broken("Not a valid number.")
     try:
         number = Decimal(raw.strip() if isinstance(raw, str) else str(raw))

@@ -69,6 +69,15 @@ def bearer_token(authorization: str) -> str | None:
     return token if scheme.lower() == "bearer" and token else None
 
 
+def _canonical_scheme() -> None:
+    """``before_request``: the scheme is case-insensitive (RFC 9110 §11.1), but
+    flask-jwt-extended matches ``Bearer`` exactly; write it so for the library."""
+    header = request.environ.get("HTTP_AUTHORIZATION", "")
+    scheme, space, rest = header.partition(" ")
+    if scheme != "Bearer" and scheme.lower() == "bearer":
+        request.environ["HTTP_AUTHORIZATION"] = f"Bearer{space}{rest}"
+
+
 def token_identity() -> int:
     """The user id of the request's access token, without reading the user.
 
@@ -88,6 +97,7 @@ def token_identity() -> int:
 
 def init_app(app: Flask) -> None:
     jwt.init_app(app)
+    app.before_request(_canonical_scheme)
 
     @jwt.user_lookup_loader
     def _load_user(header: dict[str, Any], payload: dict[str, Any]) -> User | None:

@@ -338,3 +338,45 @@ def test_missing_or_malformed_authorization_is_401_with_challenge(client, header
 
 def test_me_needs_a_token(client):
     assert_unauthorized(client.get("/v1/auth/me"))
+
+
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "bEaReR"])
+def test_the_bearer_scheme_is_case_insensitive(client, alice, store, scheme):
+    auth = {"Authorization": f"{scheme} {alice.access_token}"}
+    assert client.get("/v1/auth/me", headers=auth).json["username"] == alice.username
+    response = client.patch(f"/v1/stores/{store['id']}", json={"name": "Renamed"}, headers=auth)
+    assert response.status_code == 200, response.json
+    job = client.post(
+        f"/v1/stores/{store['id']}/imports",
+        data=b"name,price\nTea,1\n",
+        headers={**auth, "Content-Type": "text/csv"},
+    )
+    assert job.status_code == 202, job.json
+    for path in ("", "/errors"):
+        response = client.get(f"/v1/jobs/{job.json['id']}{path}", headers=auth)
+        assert response.status_code == 200, (path, response.json)
+    refresh = {"Authorization": f"{scheme} {alice.refresh_token}"}
+    assert client.post("/v1/auth/refresh", headers=refresh).status_code == 200
+    assert client.post("/v1/auth/logout", headers=auth).status_code == 204
+    assert_unauthorized(client.get("/v1/auth/me", headers=auth))
+
+
+def test_the_bearer_scheme_is_case_insensitive_on_the_fast_paths(live_server):
+    """With rate limits on, job polls are answered before Flask."""
+    base = live_server(workers=1, RATELIMIT_ENABLED="true", RATELIMIT_DEFAULT="1000 per minute")
+    creds = {"username": unique_name("live"), "password": PASSWORD}
+    assert requests.post(base + "/v1/auth/register", json=creds, timeout=10).status_code == 201
+    token = requests.post(base + "/v1/auth/login", json=creds, timeout=10).json()["access_token"]
+    auth = {"Authorization": f"bearer {token}"}
+    store = requests.post(base + "/v1/stores", json={"name": "Lower"}, headers=auth, timeout=10)
+    assert store.status_code == 201, store.text
+    job = requests.post(
+        f"{base}/v1/stores/{store.json()['id']}/imports",
+        data=b"name,price\nTea,1\n",
+        headers={**auth, "Content-Type": "text/csv"},
+        timeout=10,
+    )
+    assert job.status_code == 202, job.text
+    for _ in range(2):
+        poll = requests.get(f"{base}/v1/jobs/{job.json()['id']}", headers=auth, timeout=10)
+        assert poll.status_code == 200 and poll.json()["id"] == job.json()["id"], poll.text

@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 
 from tests.conftest import unique_name
+from tests.importing import get_job, post_import, run_queued
 from tests.problems import assert_invalid, assert_problem, assert_unauthorized
 
 ITEM_KEYS = {
@@ -80,6 +81,12 @@ INVALID_PRICES = [
     None,
     [],
     {},
+    # Python's Decimal() reads these; a price is ASCII digits.
+    "\u0661\u0662",  # Arabic-Indic 12
+    "\u0661.\u0665\u0660",
+    "\uff11",  # fullwidth 1
+    "1_000",
+    "\u00a01",  # after a no-break space
 ]
 # One account and store for all the cases of a rule: password hashing is the slow part.
 INVALID_FIELDS = [
@@ -115,6 +122,30 @@ def test_invalid_prices(client, alice, items_url):
         response = client.post(items_url, json={"name": "P", "price": price}, headers=alice.headers)
         assert_invalid(response, "price", case=price)
     assert client.get(items_url).json["items"] == []
+
+
+def test_prices_in_other_digits_are_refused_in_every_body_and_import(
+    app, client, alice, items_url, store
+):
+    arabic_twelve = "\u0661\u0662"
+    form = {"name": "Form", "price": arabic_twelve}
+    assert_invalid(client.post(items_url, data=form, headers=alice.headers), "price")
+    xml = f"<item><name>X</name><price>{arabic_twelve}</price></item>".encode()
+    headers = {**alice.headers, "Content-Type": "application/xml"}
+    assert_invalid(client.post(items_url, data=xml, headers=headers), "price")
+    item = _add(client, alice, items_url, name="Kept").json
+    response = client.patch(
+        f"/v1/items/{item['id']}", json={"price": arabic_twelve}, headers=alice.headers
+    )
+    assert_invalid(response, "price")
+    job = post_import(client, alice, store["id"], f"name,price\nA,{arabic_twelve}\nB,1\n")
+    assert job.status_code == 202, job.json
+    run_queued(app)
+    done = get_job(client, alice, job.json["id"])
+    assert done["progress"]["created"] == 1 and done["progress"]["failed"] == 1, done
+    errors = client.get(f"/v1/jobs/{done['id']}/errors", headers=alice.headers).json["errors"]
+    assert [(e["row"], e["field"]) for e in errors] == [(1, "price")]
+    assert sorted(i["name"] for i in client.get(items_url).json["items"]) == ["B", "Kept"]
 
 
 def test_item_validation_names_the_field(client, alice, items_url):
@@ -178,6 +209,22 @@ def test_patch_changes_only_what_is_given(client, alice, items_url):
     cleared = client.patch(url, json={"sku": None}, headers=alice.headers).json
     assert cleared["sku"] is None and cleared["quantity"] == 5
     assert client.patch(url, json={"name": "Tea"}, headers=alice.headers).status_code == 200
+
+
+@pytest.mark.parametrize("content_type", [None, "application/json", "application/xml"])
+def test_a_write_without_a_body_is_422(client, alice, store, items_url, content_type):
+    """The spec requires a body on every write: a PATCH, whose fields are all optional,
+    names the body; a POST or PUT names the fields it lacks."""
+    item = _add(client, alice, items_url, name="Tea").json
+    headers = {**alice.headers, **({"Content-Type": content_type} if content_type else {})}
+    for url in (f"/v1/items/{item['id']}", f"/v1/stores/{store['id']}"):
+        problem = assert_invalid(client.patch(url, headers=headers), "body")
+        assert "{}" in problem["errors"][0]["message"]
+        assert client.patch(url, json={}, headers=alice.headers).status_code == 200
+    assert_invalid(client.put(f"/v1/items/{item['id']}", headers=headers), "name", "price")
+    assert_invalid(client.put(f"/v1/stores/{store['id']}", headers=headers), "name")
+    assert_invalid(client.post(items_url, headers=headers), "name", "price")
+    assert client.get(items_url).json["items"] == [item]
 
 
 def test_put_replaces_the_whole_item(client, alice, items_url):
@@ -355,6 +402,8 @@ def test_filter_by_price(client, items_url, catalogue):
         ({"min_price": "abc"}, "min_price"),
         ({"max_price": "-1"}, "max_price"),
         ({"min_price": "NaN"}, "min_price"),
+        ({"min_price": "\u0661"}, "min_price"),
+        ({"max_price": "\uff19"}, "max_price"),
         ({"sort": "colour"}, "sort"),
         ({"limit": "0"}, "limit"),
         ({"limit": "501"}, "limit"),

@@ -149,6 +149,8 @@ INVALID_CURSORS = [
     ("price", _cursor([[1], 1])),
     ("price", _cursor(["1e999999", 1])),
     ("-price", _cursor(["1.00", "x"])),
+    ("name", _cursor(["a\x00", 1])),  # PostgreSQL cannot compare a NUL: it was a 500
+    ("-name", _cursor(["\x00", 1])),
 ]
 
 
@@ -164,6 +166,12 @@ def test_invalid_cursors_are_422(client, alice, store):
 def test_invalid_store_cursors_are_422(client):
     for cursor in ("%%%", _cursor(["a"]), _cursor([None]), _cursor([2**70])):
         response = client.get("/v1/stores", query_string={"cursor": cursor})
+        assert_invalid(response, "cursor", case=cursor)
+
+
+def test_invalid_job_cursors_are_422(client, alice):
+    for cursor in (_cursor(["\x00"]), _cursor(["a\x00b"]), _cursor([1])):
+        response = client.get("/v1/jobs", query_string={"cursor": cursor}, headers=alice.headers)
         assert_invalid(response, "cursor", case=cursor)
 
 

@@ -87,3 +87,72 @@ def test_repeats_are_422_on_the_fast_path_with_limits_on(live_server, redis_serv
     assert set(rdb.scan_iter("rc:*")) == before
     r = requests.get(url + "?sort=-price", timeout=10)
     assert r.status_code == 200 and r.headers["X-Cache"] == "MISS"
+
+
+# --- bodies: a field given twice ------------------------------------------------------
+
+JSON = "application/json"
+FORM = "application/x-www-form-urlencoded"
+XML = "application/xml"
+MULTIPART = "multipart/form-data; boundary=XX"
+
+
+def _multipart(*fields: tuple[str, str]) -> bytes:
+    parts = b"".join(
+        f'--XX\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+        for name, value in fields
+    )
+    return parts + b"--XX--\r\n"
+
+
+REPEATED_FIELDS = [
+    (JSON, b'{"name": "Tea", "price": 1, "price": 2}', "price"),
+    (JSON, b'{"name": "Tea", "price": 1, "description": "at 12:30", "price": 2}', "price"),
+    (JSON, b'{"name": "Tea", "name": "Tea", "price": 1}', "name"),
+    (JSON, b'{"name": "Tea", "price": 1, "sku": {"a": 1, "a": 2}}', "a"),
+    (FORM, b"name=Tea&price=1&price=2", "price"),
+    (FORM, b"name=&name=Tea&price=1", "name"),
+    (XML, b"<item><name>Tea</name><price>1</price><price>2</price></item>", "price"),
+    (XML, b"<item><price>1</price><price>2</price></item>", "price"),
+    (
+        XML,
+        b'<item><name>Tea</name><field name="price">1</field><price>2</price></item>',
+        "price",
+    ),
+    (MULTIPART, _multipart(("name", "Tea"), ("price", "1"), ("price", "2")), "price"),
+]
+
+
+@pytest.mark.parametrize(("content_type", "body", "name"), REPEATED_FIELDS)
+def test_a_field_given_twice_in_a_body_is_422_naming_it(
+    client, alice, store, content_type, body, name
+):
+    items = f"/v1/stores/{store['id']}/items"
+    headers = {**alice.headers, "Content-Type": content_type}
+    problem = assert_invalid(client.post(items, data=body, headers=headers), name)
+    assert "once" in problem["errors"][0]["message"]
+    item = client.post(items, json={"name": "Kept", "price": 1}, headers=alice.headers).json
+    response = client.patch(f"/v1/items/{item['id']}", data=body, headers=headers)
+    assert_invalid(response, name)
+    assert client.get(items).json["items"] == [item]
+
+
+def test_bodies_without_repeats_still_parse(client, alice, store):
+    items = f"/v1/stores/{store['id']}/items"
+    body = b'{"name": "Tea: green", "price": 1, "description": "{\\"a\\": 1, \\"a\\": 2}"}'
+    r = client.post(items, data=body, headers={**alice.headers, "Content-Type": JSON})
+    assert r.status_code == 201, r.json
+    assert r.json["description"] == '{"a": 1, "a": 2}'  # a string, not an object
+    xml = b'<item><name>Tea2</name><price>1</price><field name="sku">s</field></item>'
+    r = client.post(items, data=xml, headers={**alice.headers, "Content-Type": XML})
+    assert r.status_code == 201 and r.json["sku"] == "s", r.json
+
+
+def test_repeats_through_gunicorn(live_server):
+    base = live_server(workers=1)
+    auth, sid, _iid = _api(base)
+    items = f"{base}/v1/stores/{sid}/items"
+    for content_type, body, name in REPEATED_FIELDS:
+        headers = {**auth, "Content-Type": content_type}
+        assert_invalid(requests.post(items, data=body, headers=headers, timeout=10), name)
+    assert_invalid(requests.get(items + "?limit=1&limit=3", timeout=10), "limit")

@@ -7,23 +7,35 @@ from typing import Any
 import flask_smorest
 from flask import Response, request, url_for
 from flask_jwt_extended import current_user
+from marshmallow import Schema, ValidationError
 from webargs.flaskparser import FlaskParser
 
 from app import negotiation
 from app.models import User
 from app.services.pagination import Page
 
+NO_BODY = "This request needs a body, even if every field is optional ({} changes nothing)."
+
 
 class BodyParser(FlaskParser):
-    """webargs parser whose "json" location is any body the negotiation layer parses."""
+    """webargs parser whose "json" location is any body the negotiation layer parses.
 
-    def _raw_load_json(self, req: Any) -> Any:
+    Every body the spec documents is required. A request without one is read as ``{}``,
+    so the ``422`` names the fields it lacks; where no field is required (``PATCH``), ``{}``
+    would pass, so the ``422`` names the body itself.
+    """
+
+    def load_json(self, req: Any, schema: Schema) -> Any:
         data = negotiation.parse_body()
+        if data is None:
+            if not any(field.required for field in schema.fields.values()):
+                raise ValidationError({"body": [NO_BODY]})
+            return {}
         if isinstance(data, dict) and req.mimetype in negotiation.FORM_MEDIA_TYPES:
             # An HTML form sends its empty inputs as "": for an optional field that
             # means "not given" (default or unchanged), not an invalid or blank value.
             data = {key: value for key, value in data.items() if value != ""}
-        return data if data is not None else {}
+        return data
 
 
 class Blueprint(flask_smorest.Blueprint):

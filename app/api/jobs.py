@@ -98,7 +98,7 @@ class Jobs(MethodView):
         return list_response("jobs", [jobs.to_dict(j) for j in page.rows], page)
 
 
-@blp.route("/<string:job_id>")
+@blp.route("/<job_id:job_id>")
 class Job(MethodView):
     @blp.arguments(JobWaitArgsSchema, location="query")
     @blp.response(200, JobSchema)
@@ -117,7 +117,7 @@ class Job(MethodView):
         return job_response(state, waited=wait)
 
 
-@blp.route("/<string:job_id>/errors")
+@blp.route("/<job_id:job_id>/errors")
 class JobErrors(MethodView):
     @jwt_required()
     @blp.arguments(ErrorListArgsSchema, location="query")
@@ -135,7 +135,7 @@ class JobErrors(MethodView):
         return list_response("errors", [jobs.error_to_dict(e) for e in page.rows], page)
 
 
-@blp.route("/<string:job_id>/cancel")
+@blp.route("/<job_id:job_id>/cancel")
 class JobCancel(MethodView):
     @jwt_required()
     @blp.response(202, JobSchema)
@@ -146,7 +146,7 @@ class JobCancel(MethodView):
         return job_response(state_of(jobs.cancel(jobs.get_job(caller(), job_id))), 202)
 
 
-@blp.route("/<string:job_id>/events")
+@blp.route("/<job_id:job_id>/events")
 class JobEvents(MethodView):
     @blp.response(200, description="text/event-stream: progress events, then done")
     @blp.doc(security=SECURITY)

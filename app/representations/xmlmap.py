@@ -18,8 +18,11 @@ The mapping (documented in the README, section "Representations"):
   array members as ``<i>`` elements.
 
 Reading (request bodies) applies the same rules backwards and returns strings, which
-the schemas convert like form fields. It uses defusedxml: DTDs, entities and external
-references are refused before anything is expanded.
+the schemas convert like form fields. Repeated children are a list only when they are
+named by the singular of their parent (``<errors><error/><error/></errors>``); any other
+element given twice is a field given twice, refused (``app.query.unique``). It uses
+defusedxml: DTDs, entities and external references are refused before anything is
+expanded.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from xml.etree.ElementTree import Element, SubElement, tostring
 
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
+
+from app import query
 
 PROBLEM_NAMESPACE = "urn:ietf:rfc:7807"
 PLURALS: dict[str, str] = {
@@ -120,13 +125,10 @@ def _read(element: Element, depth: int) -> Any:
     if not children:
         return element.text or ""
     names = [_local(c.tag) for c in children]
-    if len(children) > 1 and len(set(names)) == 1:
+    if len(children) > 1 and set(names) == {singular(_local(element.tag))}:
         return [_read(c, depth + 1) for c in children]
-    out: dict[str, Any] = {}
-    for child, name in zip(children, names, strict=True):
-        key = child.get("name", name) if name == "field" else name
-        out[key] = _read(child, depth + 1)
-    return out
+    keys = (c.get("name", n) if n == "field" else n for c, n in zip(children, names, strict=True))
+    return query.unique((key, _read(c, depth + 1)) for key, c in zip(keys, children, strict=True))
 
 
 def loads(raw: bytes) -> Any:

@@ -12,6 +12,7 @@ import orjson
 from sqlalchemy import Integer, Numeric, Select, String, tuple_
 from sqlalchemy.orm import InstrumentedAttribute
 
+from app import rules
 from app.extensions import db
 from app.services.errors import Invalid
 
@@ -56,8 +57,9 @@ def _bad_cursor() -> Invalid:
 def _cursor_value(column: InstrumentedAttribute, value: Any) -> Any:
     """A cursor value checked against its column's type.
 
-    A cursor is client input: a value of the wrong type would compare oddly on SQLite
-    (silently empty pages) and raise on PostgreSQL (a 500), so it is a 422 instead.
+    A cursor is client input: a value of the wrong type, or a string the database cannot
+    hold (a NUL), would compare oddly on SQLite (silently empty pages) and raise on
+    PostgreSQL (a 500), so it is a 422 instead.
     """
     kind = column.type
     if isinstance(kind, Numeric) and isinstance(value, str):
@@ -69,7 +71,8 @@ def _cursor_value(column: InstrumentedAttribute, value: Any) -> Any:
         if number.is_finite() and number.adjusted() < 20:
             return number
     is_int = isinstance(kind, Integer) and type(value) is int and -(2**63) <= value < 2**63
-    if is_int or (isinstance(kind, String) and isinstance(value, str)):
+    is_text = isinstance(kind, String) and isinstance(value, str) and rules.storable(value)
+    if is_int or is_text:
         return value
     raise _bad_cursor()
 
