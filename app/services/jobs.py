@@ -355,10 +355,10 @@ def record_failure(job_id: str, reason: str, *, lease: str | None = None) -> str
 
     The same reason twice in a row (``same_failure``; no chunk committed in between) is a
     poison job: it ends ``failed`` with that reason now, not after ``JOB_MAX_ATTEMPTS``
-    stale timeouts; so does any failure once the job has had ``JOB_MAX_ATTEMPTS`` claims. Otherwise the
-    job is queued again at once (returns ``retry``: the caller re-sends it). A job with
-    a cancel requested is ended ``cancelled``. Returns ``lost`` when the job is not (or
-    no longer) running under ``lease``.
+    stale timeouts; so does any failure once the job has had ``JOB_MAX_ATTEMPTS`` claims.
+    Otherwise the job is queued again at once (returns ``retry``: the caller re-sends
+    it). A job with a cancel requested is ended ``cancelled``. Returns ``lost`` when the
+    job is not (or no longer) running under ``lease``.
     """
     conf = settings()
     now = utcnow()
