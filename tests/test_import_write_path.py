@@ -1,8 +1,9 @@
 """The import's write path. With a real worker, on each database: a chunk is written in
 several statements and committed once; new names take the bulk path (PostgreSQL: ``COPY``
 straight into ``items``), a batch that meets existing names falls back to the upsert
-(the partial copy rolled back), and the next batch of new names takes the bulk path
-again. The counts are what the database did, row by row."""
+(the partial copy rolled back; several such batches in one transaction each stage only
+their own rows), and a later batch of new names takes the bulk path again. The counts
+are what the database did, row by row."""
 
 from __future__ import annotations
 
@@ -41,31 +42,33 @@ def test_new_existing_then_new_names_are_counted_as_written(
 ):
     celery_worker(**WORKER)
     base = live_server()
-    # The store holds b-0000 .. b-0099 (every other one of the file's 200 b- names).
-    seeded = "name,price\n" + "".join(f"b-{i:04d},1.00\n" for i in range(0, 200, 2))
-    assert upload(base, alice, store["id"], seeded)["progress"]["created"] == 100
-    # 400 new (a-), 200 of which 100 exist (b-), 400 new (c-): batches of 200.
-    lines = [*names("a", 400, "2.00"), *names("b", 200, "3.00"), *names("c", 400, "4.00")]
+    # The store holds b-0000, b-0002 .. b-0398 (every other one of the file's 400 b-).
+    seeded = "name,price\n" + "".join(f"b-{i:04d},1.00\n" for i in range(0, 400, 2))
+    assert upload(base, alice, store["id"], seeded)["progress"]["created"] == 200
+    # Batches of 200: the first chunk (rows 1-600) stages two batches of b- (half of
+    # them exist) and then one of new a- names in the same transaction; the second
+    # chunk, 600 new c-, goes back to the bulk path.
+    lines = [*names("b", 400, "3.00"), *names("a", 200, "2.00"), *names("c", 600, "4.00")]
     body = "\n".join(["name,price,quantity", *lines])
     job = upload(base, alice, store["id"], body + "\n", f"?mode={mode}")
     assert job["status"] == "succeeded", job
     assert_finished_invariant(job)
     p = job["progress"]
     items = store_items(app, store["id"])
-    assert len(items) == 100 + 400 + 100 + 400
+    assert len(items) == 200 + 200 + 200 + 600
     if mode == "upsert":
-        assert (p["created"], p["updated"], p["failed"]) == (900, 100, 0)
-        assert {items[f"b-{i:04d}"].price for i in range(200)} == {Decimal("3.00")}
+        assert (p["created"], p["updated"], p["failed"]) == (1000, 200, 0)
+        assert {items[f"b-{i:04d}"].price for i in range(400)} == {Decimal("3.00")}
     else:
-        assert (p["created"], p["updated"], p["failed"]) == (900, 0, 100)
-        assert {items[f"b-{i:04d}"].price for i in range(0, 200, 2)} == {Decimal("1.00")}
+        assert (p["created"], p["updated"], p["failed"]) == (1000, 0, 200)
+        assert {items[f"b-{i:04d}"].price for i in range(0, 400, 2)} == {Decimal("1.00")}
         errors = requests.get(
             f"{base}/v1/jobs/{job['id']}/errors?limit=500", headers=alice.headers, timeout=5
         ).json()["errors"]
-        # Row numbers count data rows: the b- rows are rows 401 to 600.
-        assert [e["row"] for e in errors] == list(range(401, 601, 2))
+        # Row numbers count data rows: the existing b- names are rows 1, 3 .. 399.
+        assert [e["row"] for e in errors] == list(range(1, 401, 2))
         assert {e["field"] for e in errors} == {"name"}
-    assert {items[f"c-{i:04d}"].price for i in range(400)} == {Decimal("4.00")}
+    assert {items[f"c-{i:04d}"].price for i in range(600)} == {Decimal("4.00")}
     assert {items[f"a-{i:04d}"].quantity for i in range(5)} == {0, 1, 2, 3, 4}
 
 

@@ -175,9 +175,11 @@ def _copy_new(conn: Connection, store_id: int, items: Sequence[Item]) -> bool:
 
 
 def stage(conn: Connection, items: Sequence[Item]) -> None:
-    """PostgreSQL: COPY the chunk's items into the session's staging table."""
+    """PostgreSQL: COPY the batch's items, alone, into the session's staging table."""
     with _raw(conn).cursor() as cur:
         cur.execute(_PG_STAGE)
+        # Emptied at each commit, but a chunk stages several batches in one transaction.
+        cur.execute("DELETE FROM import_stage")
         with cur.copy(
             "COPY import_stage (name, price, quantity, sku, description) FROM STDIN"
         ) as copy:
