@@ -21,7 +21,7 @@ from tests.test_jobs_worker import poll
 WORKER = {"IMPORT_CHUNK_ROWS": "600", "IMPORT_BATCH_ROWS": "200"}
 
 
-def upload(base: str, account, store_id: int, body: str, query: str = "") -> dict:
+def submit(base: str, account, store_id: int, body: str, query: str = "") -> str:
     response = requests.post(
         f"{base}/v1/stores/{store_id}/imports{query}",
         data=body.encode(),
@@ -29,7 +29,11 @@ def upload(base: str, account, store_id: int, body: str, query: str = "") -> dic
         timeout=30,
     )
     assert response.status_code == 202, response.text
-    return poll(base, account, response.json()["id"])
+    return response.json()["id"]
+
+
+def upload(base: str, account, store_id: int, body: str, query: str = "") -> dict:
+    return poll(base, account, submit(base, account, store_id, body, query))
 
 
 def names(prefix: str, count: int, price: str) -> list[str]:
@@ -77,13 +81,7 @@ def test_a_chunk_of_several_statements_commits_once(live_server, celery_worker, 
     celery_worker(**WORKER)
     base = live_server()
     body = "\n".join(["name,price", *[f"n-{i:05d},1.00" for i in range(3000)]]) + "\n"
-    response = requests.post(
-        f"{base}/v1/stores/{store['id']}/imports",
-        data=body.encode(),
-        headers={**alice.headers, "Content-Type": "text/csv"},
-        timeout=30,
-    )
-    job_id = response.json()["id"]
+    job_id = submit(base, alice, store["id"], body)
     with requests.get(
         f"{base}/v1/jobs/{job_id}/events", headers=alice.headers, stream=True, timeout=60
     ) as stream:

@@ -27,32 +27,27 @@ class NameHashes:
 
     def __contains__(self, key: int) -> bool:
         key = key or 1  # 0 marks an empty slot
-        table, mask = self._table, self._mask
-        i = key & mask
-        while True:
-            value = table[i]
-            if value == key:
-                return True
-            if value == 0:
-                return False
-            i = (i + 1) & mask
+        return self._table[self._slot(key)] == key
 
     def add(self, key: int) -> bool:
         """Add ``key``; whether it was new."""
         key = key or 1
+        slot = self._slot(key)
+        if self._table[slot] == key:
+            return False
+        self._table[slot] = key
+        self._count += 1
+        if 2 * self._count > self._mask:
+            self._grow()
+        return True
+
+    def _slot(self, key: int) -> int:
+        """Where ``key`` is, or the empty slot where it would go (linear probing)."""
         table, mask = self._table, self._mask
         i = key & mask
-        while True:
-            value = table[i]
-            if value == key:
-                return False
-            if value == 0:
-                table[i] = key
-                self._count += 1
-                if 2 * self._count > mask:
-                    self._grow()
-                return True
+        while table[i] != key and table[i] != 0:
             i = (i + 1) & mask
+        return i
 
     def add_all_new(self, keys: list[int]) -> bool:
         """Add every one of ``keys`` if none is here yet and they are distinct (``True``);
